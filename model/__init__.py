@@ -1,0 +1,1 @@
+"""DynaLay model core: fixed-point layers, backbones, the agent and the checkpoint format."""

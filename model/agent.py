@@ -1,0 +1,31 @@
+"""AgentNet: reads the straight pass' activation profile, scores the four actions."""
+
+import torch
+from torch import Tensor, nn
+
+from model.actions import N_ACTIONS
+
+
+class AgentNet(nn.Module):
+    """(B, P) profile → (B, 4) action logits. Starts uniform (zero last layer)."""
+
+    def __init__(self, profile_dim: int, hidden: int) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.LayerNorm(profile_dim),
+            nn.Linear(profile_dim, hidden),
+            nn.GELU(),
+            nn.Linear(hidden, N_ACTIONS),
+        )
+        nn.init.zeros_(self.net[-1].weight)
+        nn.init.zeros_(self.net[-1].bias)
+
+    def forward(self, profile: Tensor) -> Tensor:
+        return self.net(profile)
+
+
+def choose_actions(agent_logits: Tensor, sample: bool) -> Tensor:
+    """Sampled actions in training, greedy at inference. (B, 4) → (B,) long."""
+    if sample:
+        return torch.distributions.Categorical(logits=agent_logits).sample()
+    return agent_logits.argmax(dim=1)

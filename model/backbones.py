@@ -1,0 +1,84 @@
+"""The two main networks: stem → three loopable layers → head, for images and for text.
+
+A backbone exposes the pieces the DynaLay network composes:
+- `stem(x, lengths) -> inj`: a tuple of batch-first tensors; inj[0] is the injection u, which is
+  also the first layer's input; any further entries (the LSTM's mask) ride along.
+- `layers`: three loopable layers called as `layer(h, *inj)`.
+- `pool(z, *inj) -> (B, D)`: a summary of a state, for the agent's profile and the head.
+- `head(z, *inj) -> (B, n_classes)`.
+"""
+
+import torch
+
+from torch import Tensor, nn
+
+from model.config import ModelConfig
+from model.layers import ConvLoopLayer, LSTMLoopLayer
+
+
+class CNNBackbone(nn.Module):
+    """Images (B, C_in, S, S) → stem at (B, width, S/4, S/4) → 3 conv loop layers → head."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        half, width = cfg.width // 2, cfg.width
+        self.stem_layers = nn.Sequential(
+            nn.Conv2d(cfg.in_channels, half, 3, padding=1, bias=False),
+            nn.GroupNorm(cfg.groups_for(half), half),
+            nn.GELU(),
+            nn.MaxPool2d(2),  # S → S/2
+            nn.Conv2d(half, width, 3, padding=1, bias=False),
+            nn.GroupNorm(cfg.groups_for(width), width),
+            nn.GELU(),
+            nn.MaxPool2d(2),  # S/2 → S/4
+        )
+        self.layers = nn.ModuleList(
+            ConvLoopLayer(width, cfg.groups_for(width)) for _ in range(3)
+        )
+        self.fc = nn.Linear(2 * width, cfg.n_classes)
+        self.summary_dim = width
+
+    def stem(self, x: Tensor, lengths: Tensor | None = None) -> tuple[Tensor, ...]:
+        return (self.stem_layers(x),)  # (B, W, S/4, S/4)
+
+    def pool(self, z: Tensor, u: Tensor) -> Tensor:
+        return z.mean(dim=(2, 3))  # (B, W)
+
+    def head(self, z: Tensor, u: Tensor) -> Tensor:
+        pooled = torch.cat([z.mean(dim=(2, 3)), z.amax(dim=(2, 3))], dim=1)  # (B, 2W)
+        return self.fc(pooled)
+
+
+class LSTMBackbone(nn.Module):
+    """Token ids (B, T) → embedding projected to (B, T, H) → 3 LSTM loop layers → head."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(cfg.vocab_size, cfg.embed_dim, padding_idx=0)
+        self.proj = nn.Linear(cfg.embed_dim, cfg.hidden_size)
+        self.layers = nn.ModuleList(LSTMLoopLayer(cfg.hidden_size) for _ in range(3))
+        self.fc = nn.Linear(2 * cfg.hidden_size, cfg.n_classes)
+        self.summary_dim = cfg.hidden_size
+
+    def stem(self, x: Tensor, lengths: Tensor | None = None) -> tuple[Tensor, ...]:
+        if lengths is None:
+            lengths = (x != 0).sum(1)
+        steps = torch.arange(x.shape[1], device=x.device)
+        mask = (steps[None, :] < lengths[:, None]).unsqueeze(-1).to(self.proj.weight.dtype)
+        u = self.proj(self.embed(x)) * mask  # (B, T, H)
+        return u, mask  # mask (B, T, 1)
+
+    def pool(self, z: Tensor, u: Tensor, mask: Tensor) -> Tensor:
+        return z.sum(1) / mask.sum(1).clamp_min(1.0)  # masked mean (B, H)
+
+    def head(self, z: Tensor, u: Tensor, mask: Tensor) -> Tensor:
+        masked_max = z.masked_fill(mask == 0, float("-inf")).amax(1)
+        masked_max = torch.nan_to_num(masked_max, neginf=0.0)  # empty rows
+        return self.fc(torch.cat([self.pool(z, u, mask), masked_max], dim=1))
+
+
+def build_backbone(cfg: ModelConfig) -> CNNBackbone | LSTMBackbone:
+    return CNNBackbone(cfg) if cfg.arch == "cnn" else LSTMBackbone(cfg)
+
+
+

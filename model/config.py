@@ -1,0 +1,59 @@
+"""The model's configuration: everything needed to rebuild a DynaLay network."""
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    arch: str = "cnn"  # "cnn" (images) or "lstm" (token sequences)
+    n_classes: int = 10
+
+    # CNN: stem → three shape-preserving layers at (width, image_size/4, image_size/4) → head.
+    in_channels: int = 3
+    image_size: int = 32
+    width: int = 96
+    norm_groups: int = 8  # GroupNorm groups; BatchNorm would break under per-sample routing
+
+    # LSTM: embedding → three LSTM layers of hidden_size → masked mean pool → head.
+    vocab_size: int = 0
+    embed_dim: int = 128
+    hidden_size: int = 256
+
+    # Forward fixed-point solve (thesis §3.1: relative residual, tol 1e-2).
+    solver: str = "fixed_point"  # key in model.solvers.SOLVERS
+    tol: float = 1e-2
+    max_iter: int = 20
+
+    # Backward through a loop (thesis §3.3.4). key in model.backward.BACKWARDS
+    backward: str = "implicit"
+    b_tol: float = 1e-5  # adjoint fixed point tolerance (thesis)
+    b_max_iter: int = 30
+    phantom_steps: int = 2  # differentiated steps for backward="phantom"
+
+    # Agent: MLP over the straight pass' activation profile.
+    agent_hidden: int = 64
+
+    def __post_init__(self) -> None:
+        if self.arch not in ("cnn", "lstm"):
+            raise ValueError(f"arch must be 'cnn' or 'lstm', got {self.arch!r}")
+        if self.arch == "cnn" and self.width % self.groups_for(self.width):
+            raise ValueError(f"width {self.width} must be divisible by norm_groups")
+        if self.arch == "lstm" and self.vocab_size <= 0:
+            raise ValueError("an lstm config needs vocab_size > 0")
+        if self.n_classes < 2:
+            raise ValueError("n_classes must be ≥ 2")
+
+    def groups_for(self, channels: int) -> int:
+        return min(self.norm_groups, channels)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown model config keys: {unknown}")
+        return cls(**data)

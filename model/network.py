@@ -1,0 +1,145 @@
+"""DynaLayNet: a straight pass, the agent's choice, and per-group fixed-point recomputation.
+
+    x ─stem─▶ u ─L1─▶ z1 ─L2─▶ z2 ─L3─▶ z3 ─head─▶ straight logits
+                    profile(z1, z2, z3, confidence) ─agent─▶ action a
+    a = 0: keep the straight logits
+    a = k: iterate L_k∘…∘L1 to a fixed point from z_k, run the remaining layers once, head
+
+The straight pass runs batched for every sample. Each looped action then runs only on its own
+samples (gathered by index), and inside a loop converged samples drop out, so the layer
+evaluations that are reported are the ones that executed. The model returns data (logits and
+per-sample stats); it never logs.
+"""
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from model.actions import N_ACTIONS, N_LAYERS, layer_evaluations
+from model.agent import AgentNet, choose_actions
+from model.backbones import build_backbone
+from model.backward import solve_loop
+from model.config import ModelConfig
+
+
+@dataclass(frozen=True)
+class StraightPass:
+    inj: tuple[Tensor, ...]  # stem output u (+ mask for text), batch-first
+    states: tuple[Tensor, ...]  # z1, z2, z3 after one pass
+    logits: Tensor  # (B, C)
+    profile: Tensor  # (B, P) agent input, detached: the agent's loss never moves the backbone
+
+
+@dataclass(frozen=True)
+class ForwardOutput:
+    logits: Tensor  # (B, C) final logits of each sample's action
+    straight_logits: Tensor  # (B, C)
+    actions: Tensor  # (B,) long
+    agent_logits: Tensor  # (B, 4)
+    iterations: Tensor  # (B,) long, fixed-point iterations (0 for straight)
+    converged: Tensor  # (B,) bool (True for straight)
+    residual: Tensor  # (B,) float, final relative residual (0 for straight)
+    layer_evaluations: Tensor  # (B,) long, executed single-layer evaluations incl. straight pass
+
+
+class DynaLayNet(nn.Module):
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.backbone = build_backbone(config)
+        profile_dim = N_LAYERS * self.backbone.summary_dim + 2
+        self.agent = AgentNet(profile_dim, config.agent_hidden)
+
+    def forward(
+        self,
+        x: Tensor,
+        actions: Tensor | None = None,
+        lengths: Tensor | None = None,
+        sample: bool = False,
+    ) -> ForwardOutput:
+        straight = self.straight(x, lengths)
+        if actions is None:
+            actions, agent_logits = self.decide(straight, sample)
+        else:
+            agent_logits = self.agent(straight.profile)
+        return self.recompute(straight, actions, agent_logits)
+
+    def straight(self, x: Tensor, lengths: Tensor | None = None) -> StraightPass:
+        inj = self.backbone.stem(x, lengths)
+        h, states = inj[0], []
+        for layer in self.backbone.layers:
+            h = layer(h, *inj)
+            states.append(h)
+        logits = self.backbone.head(h, *inj)
+        summaries = [self.backbone.pool(z, *inj) for z in states]
+        profile = torch.cat([*summaries, _confidence(logits)], dim=1).detach()
+        return StraightPass(tuple(inj), tuple(states), logits, profile)
+
+    def decide(self, straight: StraightPass, sample: bool = False) -> tuple[Tensor, Tensor]:
+        agent_logits = self.agent(straight.profile)
+        return choose_actions(agent_logits, sample), agent_logits
+
+    def recompute(
+        self, straight: StraightPass, actions: Tensor, agent_logits: Tensor | None = None
+    ) -> ForwardOutput:
+        if agent_logits is None:
+            agent_logits = self.agent(straight.profile)
+        actions = actions.to(device=straight.logits.device, dtype=torch.long)
+        batch = actions.shape[0]
+        device = straight.logits.device
+        logits = straight.logits
+        iterations = torch.zeros(batch, dtype=torch.long, device=device)
+        converged = torch.ones(batch, dtype=torch.bool, device=device)
+        residual = torch.zeros(batch, device=device)
+        for action in range(1, N_ACTIONS):
+            idx = (actions == action).nonzero(as_tuple=True)[0]
+            if idx.numel() == 0:
+                continue
+            group_logits, stats = self._loop(straight, action, idx)
+            logits = logits.index_put((idx,), group_logits.to(logits.dtype))
+            iterations[idx] = stats.iterations
+            converged[idx] = stats.converged
+            residual[idx] = stats.residual.to(residual.dtype)
+        evals = _layer_evaluations(actions, iterations)
+        return ForwardOutput(
+            logits, straight.logits, actions, agent_logits, iterations, converged, residual, evals
+        )
+
+    def _loop(self, straight: StraightPass, action: int, idx: Tensor):
+        """Iterate the first `action` layers to a fixed point on samples idx, finish, head."""
+        layers = self.backbone.layers
+        inj = tuple(t[idx] for t in straight.inj)
+
+        def composite(z: Tensor, *inj_: Tensor) -> Tensor:
+            for layer in layers[:action]:
+                z = layer(z, *inj_)
+            return z
+
+        z0 = straight.states[action - 1][idx]
+        z, stats = solve_loop(composite, z0, inj, self.config, self.config.backward)
+        for layer in layers[action:]:
+            z = layer(z, *inj)
+        return self.backbone.head(z, *inj), stats
+
+
+def _confidence(logits: Tensor) -> Tensor:
+    """Top probability and entropy of the straight prediction. (B, C) → (B, 2)."""
+    logp = F.log_softmax(logits.float(), dim=1)
+    top = logp.max(dim=1).values.exp()
+    entropy = -(logp.exp() * logp).sum(dim=1)
+    return torch.stack([top, entropy], dim=1).to(logits.dtype)
+
+
+def _layer_evaluations(actions: Tensor, iterations: Tensor) -> Tensor:
+    # Vectorised form of model.actions.layer_evaluations: 3 + k·n + (3 − k) for k > 0.
+    looped = actions * iterations + (N_LAYERS - actions)
+    return torch.where(actions == 0, N_LAYERS, N_LAYERS + looped)
+
+
+def build_model(config: ModelConfig) -> DynaLayNet:
+    return DynaLayNet(config)
+
+
+assert layer_evaluations(2, 5) == 3 + 2 * 5 + 1  # keep the two forms in step
