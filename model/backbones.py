@@ -9,7 +9,6 @@ A backbone exposes the pieces the DynaLay network composes:
 """
 
 import torch
-
 from torch import Tensor, nn
 
 from model.config import ModelConfig
@@ -32,9 +31,7 @@ class CNNBackbone(nn.Module):
             nn.GELU(),
             nn.MaxPool2d(2),  # S/2 → S/4
         )
-        self.layers = nn.ModuleList(
-            ConvLoopLayer(width, cfg.groups_for(width)) for _ in range(3)
-        )
+        self.layers = nn.ModuleList(ConvLoopLayer(width, cfg.groups_for(width)) for _ in range(3))
         self.fc = nn.Linear(2 * width, cfg.n_classes)
         self.summary_dim = width
 
@@ -79,6 +76,3 @@ class LSTMBackbone(nn.Module):
 
 def build_backbone(cfg: ModelConfig) -> CNNBackbone | LSTMBackbone:
     return CNNBackbone(cfg) if cfg.arch == "cnn" else LSTMBackbone(cfg)
-
-
-

@@ -33,7 +33,9 @@ class LoopConfig(Protocol):
     phantom_steps: int
 
 
-BackwardMode = Callable[[LoopFn, Tensor, tuple[Tensor, ...], LoopConfig], tuple[Tensor, SolverStats]]
+BackwardMode = Callable[
+    [LoopFn, Tensor, tuple[Tensor, ...], LoopConfig], tuple[Tensor, SolverStats]
+]
 
 
 def _solve_detached(f: LoopFn, z0: Tensor, inj: tuple[Tensor, ...], cfg: LoopConfig):
@@ -51,7 +53,9 @@ def implicit(f: LoopFn, z0: Tensor, inj: tuple[Tensor, ...], cfg: LoopConfig):
     z_fixed = z_star.detach().requires_grad_()
     f_fixed = f(z_fixed, *inj)  # graph used only for the vector-Jacobian products Jᵀg
 
-    def adjoint(v: Tensor) -> Tensor:
+    def adjoint(v: Tensor | None) -> Tensor | None:
+        if v is None:  # undefined incoming gradient: nothing to transform
+            return v
         g = v
         for _ in range(cfg.b_max_iter):
             (jtg,) = torch.autograd.grad(f_fixed, z_fixed, g, retain_graph=True)
