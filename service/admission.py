@@ -1,0 +1,41 @@
+"""What every prediction route does before looking at the input: auth, readiness, deadline.
+
+Shared by POST /predict and the Open Inference Protocol's infer route.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable
+from typing import TypeVar
+
+from starlette.requests import Request
+
+from service.auth import check_api_key
+from service.errors import ServiceError, retry_later
+from service.state import ServiceState
+
+T = TypeVar("T")
+
+
+def admit(request: Request, state: ServiceState) -> float:
+    """Check the API key and readiness; returns the request's deadline (time.monotonic)."""
+    settings = state.settings
+    deadline = time.monotonic() + settings.request_timeout_ms / 1000.0
+    key = settings.api_key.get_secret_value() if settings.api_key else None
+    check_api_key(request.headers, key)
+    if not state.ready:
+        why = state.load_error or "models are loading"
+        raise retry_later(503, f"the service is not ready: {why}", settings.retry_after_s)
+    return deadline
+
+
+async def body_before(deadline: float, reading: Awaitable[T]) -> T:
+    """Await the body read, but not past the deadline: a trickling client gets a 408."""
+    loop = asyncio.get_running_loop()
+    try:
+        async with asyncio.timeout_at(loop.time() + (deadline - time.monotonic())):
+            return await reading
+    except TimeoutError:
+        raise ServiceError(408, "the request body did not arrive within the deadline") from None

@@ -1,0 +1,178 @@
+"""Dynamic micro-batching in front of one model's engine.
+
+Requests wait in a bounded asyncio queue. A batch closes when it holds `max_batch_size` requests
+or when `max_delay_s` has passed since its *oldest* request arrived (Triton's rule), so a request
+that already waited while the previous batch ran does not wait again. Requests whose deadline
+passed, or whose client gave up, are dropped before compute. The engine runs on one dedicated
+thread per model: the event loop stays free, and one model never runs two batches at once.
+A failing batch fails only its own requests; the loop goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from service.engines import BatchOutput, Engine, EngineInput, SampleResult
+from service.errors import ServiceError, retry_later
+from service.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+BATCH_FAILED = "inference failed for the batch holding this request (details are in the server log)"
+DEADLINE_PASSED = (
+    "the request was not answered within its deadline (DYNALAY_REQUEST_TIMEOUT_MS); "
+    "retry later, or with less load"
+)
+
+
+@dataclass(frozen=True)
+class Completed:
+    sample: SampleResult
+    queue_seconds: float  # arrival in the queue → batch dispatch
+    batch_size: int
+
+
+@dataclass
+class _Pending:
+    item: EngineInput
+    future: asyncio.Future[Completed]
+    enqueued: float  # time.monotonic()
+    deadline: float  # time.monotonic()
+
+
+class MicroBatcher:
+    def __init__(
+        self,
+        engine: Engine,
+        metrics: Metrics,
+        *,
+        max_batch_size: int,
+        max_delay_s: float,
+        max_queue: int,
+        retry_after_s: int = 1,
+    ) -> None:
+        self.engine = engine
+        self.model = engine.meta.name
+        self._metrics = metrics
+        self._max_batch_size = max_batch_size
+        self._max_delay_s = max_delay_s
+        self._max_queue = max_queue
+        self._retry_after_s = retry_after_s
+        self._queue: asyncio.Queue[_Pending] = asyncio.Queue(max_queue)
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"engine-{self.model}")
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(
+            self._serve(), name=f"batcher-{self.model}"
+        )
+
+    async def stop(self) -> None:
+        """Stop batching; queued requests get a 503 so their clients can go elsewhere."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        while not self._queue.empty():
+            self._fail(self._queue.get_nowait(), self._unavailable("the server is shutting down"))
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    async def submit(self, item: EngineInput, deadline: float) -> Completed:
+        """Queue one input and wait for its result; raises ServiceError 503/504/500."""
+        future: asyncio.Future[Completed] = asyncio.get_running_loop().create_future()
+        pending = _Pending(item, future, time.monotonic(), deadline)
+        try:
+            self._queue.put_nowait(pending)
+        except asyncio.QueueFull:
+            raise self._unavailable(
+                f"model {self.model!r} is overloaded ({self._max_queue} requests queued)"
+            ) from None
+        self._publish_depth()
+        try:
+            # On timeout wait_for cancels the future, which tells the loop to skip this item.
+            return await asyncio.wait_for(future, max(deadline - time.monotonic(), 0.0))
+        except TimeoutError:
+            raise ServiceError(504, DEADLINE_PASSED) from None
+
+    async def _serve(self) -> None:
+        while True:
+            batch = self._drop_dead(await self._collect())
+            if batch:
+                await self._execute(batch)
+
+    async def _collect(self) -> list[_Pending]:
+        first = await self._queue.get()
+        batch = [first]
+        closes_at = first.enqueued + self._max_delay_s
+        while len(batch) < self._max_batch_size:
+            if not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+                continue
+            wait_s = closes_at - time.monotonic()
+            if wait_s <= 0:
+                break
+            try:
+                batch.append(await asyncio.wait_for(self._queue.get(), wait_s))
+            except TimeoutError:
+                break
+        self._publish_depth()
+        return batch
+
+    def _drop_dead(self, batch: list[_Pending]) -> list[_Pending]:
+        now = time.monotonic()
+        live = []
+        for pending in batch:
+            if pending.future.done():  # the client timed out or went away
+                continue
+            if now >= pending.deadline:
+                self._fail(pending, ServiceError(504, DEADLINE_PASSED))
+                continue
+            live.append(pending)
+        return live
+
+    async def _execute(self, batch: list[_Pending]) -> None:
+        dispatched = time.monotonic()
+        for pending in batch:
+            self._metrics.queue_duration.labels(self.model).observe(dispatched - pending.enqueued)
+        self._metrics.batch_size.labels(self.model).observe(len(batch))
+        inputs = [pending.item for pending in batch]
+        loop = asyncio.get_running_loop()
+        try:
+            output = await loop.run_in_executor(self._executor, self._run, inputs)
+        except asyncio.CancelledError:
+            for pending in batch:
+                self._fail(pending, self._unavailable("the server is shutting down"))
+            raise
+        except Exception:
+            log.exception("model %r: a batch of %d failed", self.model, len(batch))
+            for pending in batch:
+                self._fail(pending, ServiceError(500, BATCH_FAILED))
+            return
+        for stage, seconds in output.stage_seconds.items():
+            self._metrics.observe_stage(self.model, stage, seconds)
+        for pending, sample in zip(batch, output.samples, strict=True):
+            if not pending.future.done():
+                queued = dispatched - pending.enqueued
+                pending.future.set_result(Completed(sample, queued, len(batch)))
+
+    def _run(self, inputs: list[EngineInput]) -> BatchOutput:
+        output = self.engine.run(inputs)
+        if len(output.samples) != len(inputs):
+            raise RuntimeError(f"engine returned {len(output.samples)} results for {len(inputs)}")
+        return output
+
+    def _unavailable(self, why: str) -> ServiceError:
+        return retry_later(503, f"{why}; retry in {self._retry_after_s} s", self._retry_after_s)
+
+    def _publish_depth(self) -> None:
+        self._metrics.queue_depth.labels(self.model).set(self._queue.qsize())
+
+    @staticmethod
+    def _fail(pending: _Pending, error: ServiceError) -> None:
+        if not pending.future.done():
+            pending.future.set_exception(error)

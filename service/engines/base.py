@@ -1,0 +1,69 @@
+"""What every engine gives the service: a model's metadata and `run(batch) -> per-sample results`.
+
+Engines see plain numpy inputs and return plain Python results, so the batcher, the HTTP layer and
+the metrics never touch torch (or onnxruntime) objects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class ModelMeta:
+    """A loaded checkpoint's identity and input contract."""
+
+    name: str
+    version: str
+    arch: str  # "cnn" | "lstm"
+    classes: tuple[str, ...]
+    preprocessing: dict  # model/checkpoint.py's preprocessing dict
+    directory: Path
+
+    @property
+    def modality(self) -> str:
+        return str(self.preprocessing.get("kind", "image"))  # "image" | "text"
+
+
+@dataclass(frozen=True)
+class EngineInput:
+    data: np.ndarray  # image: (3, H, W) float32 normalised; text: (T,) int64 token ids
+    action: int | None = None  # a forced action id (0..3); None lets the agent decide
+
+
+@dataclass(frozen=True)
+class SampleResult:
+    class_index: int  # argmax of the logits
+    probabilities: tuple[float, ...]  # softmax over the classes
+    action: int
+    iterations: int
+    converged: bool
+    layer_evaluations: int
+
+
+@dataclass(frozen=True)
+class BatchOutput:
+    samples: list[SampleResult]  # one per input, same order
+    stage_seconds: dict[str, float] = field(default_factory=dict)  # straight/agent/loop/head
+
+
+class Engine(Protocol):
+    name: str  # registry name, e.g. "torch"
+    device: str  # e.g. "cpu", "cuda:0"
+    meta: ModelMeta
+
+    def run(self, batch: Sequence[EngineInput]) -> BatchOutput:
+        """Blocking; called from one worker thread per model, never on the event loop."""
+        ...
+
+    def warmup(self) -> None:
+        """Exercise every action once, so the first request pays no one-off costs."""
+        ...
+
+
+EngineFactory = Callable[[Path, str], Engine]  # (checkpoint directory, device) -> engine

@@ -1,0 +1,131 @@
+"""The PyTorch engine: a loaded checkpoint run stage by stage under `torch.inference_mode()`.
+
+Stages are timed separately (straight pass, agent, looped recomputation, head = softmax and the
+copy to the host) so the metrics can show where a batch's time goes. On CUDA each lap waits for
+the device, otherwise the asynchronous launches would all be billed to the last stage.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from model.actions import N_ACTIONS
+from model.checkpoint import LoadedCheckpoint, load_checkpoint
+from service.engines.base import BatchOutput, EngineInput, ModelMeta, SampleResult
+
+WARMUP_TOKENS = 8  # length of the dummy text used to warm a text model up
+
+
+class TorchEngine:
+    name = "torch"
+
+    def __init__(self, loaded: LoadedCheckpoint, device: str) -> None:
+        self.net = loaded.net
+        self.device = device
+        self.meta = ModelMeta(
+            name=loaded.name,
+            version=loaded.version,
+            arch=loaded.config.arch,
+            classes=loaded.classes,
+            preprocessing=loaded.preprocessing,
+            directory=loaded.directory,
+        )
+        self._torch_device = torch.device(device)
+
+    def run(self, batch: Sequence[EngineInput]) -> BatchOutput:
+        with torch.inference_mode():
+            return self._run(batch)
+
+    def warmup(self) -> None:
+        # One sample per forced action plus one the agent decides: every code path runs once.
+        dummy = self._dummy_input()
+        self.run([EngineInput(dummy, action) for action in (*range(N_ACTIONS), None)])
+
+    def _run(self, batch: Sequence[EngineInput]) -> BatchOutput:
+        x, lengths = self._collate(batch)
+        clock = _StageClock(self._torch_device)
+        straight = self.net.straight(x, lengths)
+        clock.lap("straight")
+        actions, agent_logits = self.net.decide(straight)
+        actions = self._apply_forced(actions, batch)
+        clock.lap("agent")
+        out = self.net.recompute(straight, actions, agent_logits)
+        clock.lap("loop")
+        samples = _to_samples(out)
+        clock.lap("head")
+        return BatchOutput(samples, clock.seconds)
+
+    def _collate(self, batch: Sequence[EngineInput]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if self.meta.modality == "text":
+            return self._collate_text(batch)
+        x = torch.from_numpy(np.stack([item.data for item in batch]))  # (B, 3, H, W)
+        return x.to(self._torch_device, non_blocking=True), None
+
+    def _collate_text(self, batch: Sequence[EngineInput]) -> tuple[torch.Tensor, torch.Tensor]:
+        # Pad to the batch's longest sequence; 0 is the padding id (model contract).
+        lengths = [len(item.data) for item in batch]
+        ids = np.zeros((len(batch), max(lengths)), dtype=np.int64)  # (B, T)
+        for row, item in enumerate(batch):
+            ids[row, : len(item.data)] = item.data
+        return (
+            torch.from_numpy(ids).to(self._torch_device),
+            torch.tensor(lengths, dtype=torch.long, device=self._torch_device),
+        )
+
+    def _apply_forced(self, actions: torch.Tensor, batch: Sequence[EngineInput]) -> torch.Tensor:
+        forced = [(i, item.action) for i, item in enumerate(batch) if item.action is not None]
+        if not forced:
+            return actions
+        actions = actions.clone()
+        rows, values = zip(*forced, strict=True)
+        actions[list(rows)] = torch.tensor(values, dtype=actions.dtype, device=actions.device)
+        return actions
+
+    def _dummy_input(self) -> np.ndarray:
+        if self.meta.modality == "text":
+            return np.ones(WARMUP_TOKENS, dtype=np.int64)
+        height, width = self.meta.preprocessing.get("image_size", (32, 32))
+        return np.zeros((3, int(height), int(width)), dtype=np.float32)
+
+
+def load(directory: Path, device: str) -> TorchEngine:
+    """The registry factory: (checkpoint directory, device) -> engine."""
+    return TorchEngine(load_checkpoint(directory, device=device), device)
+
+
+def _to_samples(out) -> list[SampleResult]:
+    probabilities = out.logits.float().softmax(dim=1).cpu().tolist()  # (B, C)
+    class_index = out.logits.argmax(dim=1).cpu().tolist()
+    columns = (out.actions, out.iterations, out.converged, out.layer_evaluations)
+    actions, iterations, converged, evaluations = (t.cpu().tolist() for t in columns)
+    return [
+        SampleResult(
+            class_index=class_index[i],
+            probabilities=tuple(probabilities[i]),
+            action=actions[i],
+            iterations=iterations[i],
+            converged=bool(converged[i]),
+            layer_evaluations=evaluations[i],
+        )
+        for i in range(len(actions))
+    ]
+
+
+class _StageClock:
+    def __init__(self, device: torch.device) -> None:
+        self._sync = device.type == "cuda"
+        self._device = device
+        self._last = time.perf_counter()
+        self.seconds: dict[str, float] = {}
+
+    def lap(self, stage: str) -> None:
+        if self._sync:
+            torch.cuda.synchronize(self._device)
+        now = time.perf_counter()
+        self.seconds[stage] = now - self._last
+        self._last = now

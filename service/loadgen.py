@@ -1,0 +1,141 @@
+"""A closed-loop HTTP load generator for POST /predict, and the /metrics deltas around it.
+
+`concurrency` clients each send their next request as soon as the previous one is answered
+(perf_analyzer's concurrency mode), for `duration_s` seconds after a short warm-up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import numpy as np
+from prometheus_client.parser import text_string_to_metric_families
+
+
+@dataclass
+class LoadResult:
+    concurrency: int
+    mode: str  # "adaptive" or a forced action name
+    seconds: float
+    latencies_ms: list[float] = field(default_factory=list)  # answered with 200
+    statuses: Counter = field(default_factory=Counter)
+    actions: Counter = field(default_factory=Counter)
+    layer_evaluations: list[int] = field(default_factory=list)
+
+    def summary(self) -> dict:
+        ok = np.asarray(self.latencies_ms) if self.latencies_ms else np.asarray([np.nan])
+        return {
+            "mode": self.mode,
+            "concurrency": self.concurrency,
+            "requests": sum(self.statuses.values()),
+            "errors": {str(k): v for k, v in self.statuses.items() if k != 200},
+            "throughput_rps": round(len(self.latencies_ms) / self.seconds, 2),
+            "latency_ms": {
+                "mean": round(float(np.mean(ok)), 3),
+                "p50": round(float(np.percentile(ok, 50)), 3),
+                "p95": round(float(np.percentile(ok, 95)), 3),
+                "p99": round(float(np.percentile(ok, 99)), 3),
+            },
+            "actions": dict(self.actions),
+            "layer_evaluations_mean": (
+                round(float(np.mean(self.layer_evaluations)), 3) if self.layer_evaluations else None
+            ),
+        }
+
+
+def image_bodies(paths: list[Path], model: str, action: str | None) -> list[bytes]:
+    """Pre-encoded JSON bodies (base64 images), so the client spends no time encoding."""
+    bodies = []
+    for path in paths:
+        body = {"image": base64.b64encode(path.read_bytes()).decode(), "model": model}
+        if action:
+            body["action"] = action
+        bodies.append(json.dumps(body).encode())
+    return bodies
+
+
+async def run_load(
+    url: str,
+    bodies: list[bytes],
+    concurrency: int,
+    duration_s: float,
+    mode: str,
+    warmup_s: float = 0.5,
+    headers: dict[str, str] | None = None,
+) -> LoadResult:
+    result = LoadResult(concurrency, mode, duration_s)
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    all_headers = {"content-type": "application/json", **(headers or {})}
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60) as client:
+        start = time.perf_counter()
+        measure_from = start + warmup_s
+        stop_at = measure_from + duration_s
+
+        async def worker(offset: int) -> None:
+            i = offset
+            while (now := time.perf_counter()) < stop_at:
+                body = bodies[i % len(bodies)]
+                i += concurrency
+                sent = time.perf_counter()
+                response = await client.post("/predict", content=body, headers=all_headers)
+                if now < measure_from:
+                    continue  # warm-up: connections, first batches
+                _record(result, response, (time.perf_counter() - sent) * 1000.0)
+
+        await asyncio.gather(*(worker(k) for k in range(concurrency)))
+    return result
+
+
+def _record(result: LoadResult, response: httpx.Response, latency_ms: float) -> None:
+    result.statuses[response.status_code] += 1
+    if response.status_code == 200:
+        answer = response.json()
+        result.latencies_ms.append(latency_ms)
+        result.actions[answer["action"]] += 1
+        result.layer_evaluations.append(answer["layer_evaluations"])
+
+
+def scrape(url: str, model: str) -> dict[str, float]:
+    """Sums and counts of the server's queue/compute/batch histograms for one model."""
+    text = httpx.get(f"{url}/metrics", timeout=10).text
+    values: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.labels.get("model") != model:
+                continue
+            if sample.name.endswith(("_sum", "_count")):
+                stage = sample.labels.get("stage")
+                key = f"{sample.name}[{stage}]" if stage else sample.name
+                values[key] = values.get(key, 0.0) + sample.value
+    return values
+
+
+def server_split(before: dict[str, float], after: dict[str, float]) -> dict:
+    """Mean queue wait per request, compute per batch by stage, mean batch size (deltas)."""
+
+    def delta(key: str) -> float:
+        return after.get(key, 0.0) - before.get(key, 0.0)
+
+    def mean_ms(name: str, stage: str | None = None) -> float | None:
+        label = f"[{stage}]" if stage else ""
+        count = delta(f"{name}_count{label}")
+        return round(1000.0 * delta(f"{name}_sum{label}") / count, 3) if count else None
+
+    batches = delta("dynalay_batch_size_count")
+    stages = ("straight", "agent", "loop", "head")
+    return {
+        "mean_batch_size": round(delta("dynalay_batch_size_sum") / batches, 2) if batches else None,
+        "request_ms_mean": mean_ms("dynalay_request_duration_seconds"),
+        "queue_ms_mean": mean_ms("dynalay_queue_duration_seconds"),
+        "preprocess_ms_mean": mean_ms("dynalay_compute_duration_seconds", "preprocess"),
+        "compute_ms_per_batch": {
+            stage: mean_ms("dynalay_compute_duration_seconds", stage) for stage in stages
+        },
+    }

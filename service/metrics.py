@@ -1,0 +1,146 @@
+"""Every Prometheus metric of design §4, built on an injected registry.
+
+Names, types and labels are a contract with dashboards: change them only with design §4. Each app
+(and so each test) gets its own `CollectorRegistry`, so nothing is registered twice.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from model.actions import ACTIONS, LAYER_NAMES
+
+STAGES = ("preprocess", "straight", "agent", "loop", "head")
+UNRESOLVED_MODEL = "none"  # label for answers given before a model was chosen (bounded labels)
+
+# Seconds, from a fast GPU batch to a slow CPU request with a long queue.
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+ITERATION_BUCKETS = (0, 1, 2, 3, 4, 5, 6, 8, 10, 15, 20, 30, 50, 100)
+EVALUATION_BUCKETS = (3, 4, 5, 6, 8, 10, 15, 20, 30, 50, 100, 200, 400)
+
+
+class Metrics:
+    """The service's collectors; attribute names are the metric names without `dynalay_`."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        r = registry
+        self.requests = Counter(
+            "dynalay_requests_total",
+            "Answered /predict requests by HTTP status code.",
+            ["model", "status"],
+            registry=r,
+        )
+        self.request_duration = Histogram(
+            "dynalay_request_duration_seconds",
+            "Server-side latency of /predict answers, every status.",
+            ["model"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.queue_duration = Histogram(
+            "dynalay_queue_duration_seconds",
+            "Time a request waited in the batcher's queue.",
+            ["model"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.compute_duration = Histogram(
+            "dynalay_compute_duration_seconds",
+            "Time per stage: preprocess per request, straight/agent/loop/head per batch.",
+            ["model", "stage"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.batch_size = Histogram(
+            "dynalay_batch_size",
+            "Requests per executed batch.",
+            ["model"],
+            buckets=BATCH_BUCKETS,
+            registry=r,
+        )
+        self.actions = Counter(
+            "dynalay_actions_total",
+            "Answered predictions by the action taken.",
+            ["model", "action"],
+            registry=r,
+        )
+        self.layer_loops = Counter(
+            "dynalay_layer_loops_total",
+            "Answered predictions that iterated this layer.",
+            ["model", "layer"],
+            registry=r,
+        )
+        self.fixed_point_iterations = Histogram(
+            "dynalay_fixed_point_iterations",
+            "Fixed-point iterations per prediction.",
+            ["model", "action"],
+            buckets=ITERATION_BUCKETS,
+            registry=r,
+        )
+        self.fixed_point_unconverged = Counter(
+            "dynalay_fixed_point_unconverged_total",
+            "Predictions whose loop hit max_iter.",
+            ["model"],
+            registry=r,
+        )
+        self.layer_evaluations = Histogram(
+            "dynalay_layer_evaluations",
+            "Single-layer evaluations executed per prediction.",
+            ["model"],
+            buckets=EVALUATION_BUCKETS,
+            registry=r,
+        )
+        self.queue_depth = Gauge(
+            "dynalay_queue_depth", "Requests waiting in the batcher's queue.", ["model"], registry=r
+        )
+        self.requests_in_progress = Gauge(
+            "dynalay_requests_in_progress",
+            "/predict requests being handled.",
+            ["model"],
+            registry=r,
+        )
+        self.model_info = Gauge(
+            "dynalay_model_info",
+            "Loaded models (always 1).",
+            ["model", "version", "engine", "device"],
+            registry=r,
+        )
+
+    def register_model(self, model: str, version: str, engine: str, device: str) -> None:
+        """Publish a loaded model and create its series at zero, so rates exist from the start."""
+        self.model_info.labels(model, version, engine, device).set(1)
+        for action in ACTIONS:
+            self.actions.labels(model, action)
+        for layer in LAYER_NAMES:
+            self.layer_loops.labels(model, layer)
+        self.fixed_point_unconverged.labels(model)
+        self.queue_depth.labels(model).set(0)
+        self.requests_in_progress.labels(model).set(0)
+
+    def observe_answer(self, model: str, status: int, seconds: float | None = None) -> None:
+        self.requests.labels(model, str(status)).inc()
+        if seconds is not None:
+            self.request_duration.labels(model).observe(seconds)
+
+    def observe_prediction(
+        self,
+        model: str,
+        action: str,
+        looped_layers: tuple[str, ...],
+        iterations: int,
+        converged: bool,
+        layer_evaluations: int,
+    ) -> None:
+        """Record what one answered prediction did (called only for 200s, so counts match)."""
+        self.actions.labels(model, action).inc()
+        for layer in looped_layers:
+            self.layer_loops.labels(model, layer).inc()
+        self.fixed_point_iterations.labels(model, action).observe(iterations)
+        if not converged:
+            self.fixed_point_unconverged.labels(model).inc()
+        self.layer_evaluations.labels(model).observe(layer_evaluations)
+
+    def observe_stage(self, model: str, stage: str, seconds: float) -> None:
+        self.compute_duration.labels(model, stage).observe(seconds)

@@ -1,0 +1,53 @@
+"""Service configuration: one typed object read from `DYNALAY_*` environment variables.
+
+Built once by the caller (`python -m service`, a test, the benchmark) and handed to
+`create_app(settings)`; nothing reads the environment at import time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    # env_ignore_empty: `DYNALAY_X=` (compose files, .env) means "use the default".
+    model_config = SettingsConfigDict(
+        env_prefix="DYNALAY_", env_ignore_empty=True, extra="ignore", frozen=True
+    )
+
+    host: str = "127.0.0.1"  # loopback by default; containers set DYNALAY_HOST=0.0.0.0
+    port: int = Field(8000, ge=0, le=65535)
+    log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
+
+    model_dir: Path = Path("checkpoints")  # every sub-directory holding a manifest.json is served
+    device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: CUDA when present, else CPU
+    engine: str = "torch"  # a name in service.engines.ENGINES (onnx plugs in there)
+    warmup: bool = True  # run every action once per model before /readyz turns 200
+
+    max_batch_size: int = Field(32, ge=1)
+    max_queue_delay_ms: float = Field(2.0, ge=0)  # batching window, timed from the oldest request
+    max_queue: int = Field(256, ge=1)  # queued requests per model; beyond this: 503 + Retry-After
+    request_timeout_ms: float = Field(10_000, gt=0)  # deadline from arrival; past it: 504
+    retry_after_s: int = Field(1, ge=0)  # the Retry-After we send with 503s
+
+    max_body_bytes: int = Field(10 * 1024 * 1024, ge=1)  # whole request body; beyond: 413
+    max_image_pixels: int = Field(40_000_000, ge=1)  # width × height before decoding (bombs)
+    max_text_bytes: int = Field(64 * 1024, ge=1)  # UTF-8 bytes of a text input; beyond: 413
+    top_k: int = Field(5, ge=1)  # labels returned in `probabilities`
+
+    api_key: SecretStr | None = None  # when set, /predict requires it (X-API-Key or Bearer)
+
+    @field_validator("log_level", "device", mode="before")
+    @classmethod
+    def _lower_case(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
+
+    @field_validator("api_key", mode="before")
+    @classmethod
+    def _empty_key_means_none(cls, value: object) -> object:
+        # DYNALAY_API_KEY= (empty) in a compose file must not mean "the empty string is the key".
+        return None if value in ("", None) else value

@@ -1,0 +1,77 @@
+"""What the running service holds: its settings, metrics and the models it serves."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from service.batcher import MicroBatcher
+from service.engines import Engine, ModelMeta
+from service.errors import ServiceError
+from service.images import ImageSpec, decode_image
+from service.metrics import Metrics
+from service.payload import PredictInput, decode_base64_image
+from service.settings import Settings
+from service.text import EncodedText, TextEncoder
+
+
+@dataclass
+class ServedModel:
+    """One loaded model: its engine, its batcher and its input pipeline."""
+
+    engine: Engine
+    batcher: MicroBatcher
+    image_spec: ImageSpec | None = None
+    text_encoder: TextEncoder | None = None
+
+    @property
+    def meta(self) -> ModelMeta:
+        return self.engine.meta
+
+    @property
+    def name(self) -> str:
+        return self.engine.meta.name
+
+    def preprocess(self, payload: PredictInput, settings: Settings) -> np.ndarray | EncodedText:
+        """Blocking (decode, resize, tokenize): run it in a worker thread."""
+        if self.text_encoder is not None:
+            assert payload.text is not None
+            return self.text_encoder.encode(payload.text)
+        assert self.image_spec is not None and payload.image is not None
+        data = payload.image
+        raw = decode_base64_image(data) if isinstance(data, str) else data
+        return decode_image(raw, self.image_spec, settings.max_image_pixels)
+
+
+@dataclass
+class ServiceState:
+    settings: Settings
+    metrics: Metrics
+    models: dict[str, ServedModel] = field(default_factory=dict)
+    ready: bool = False
+    load_error: str | None = None
+    started: float = field(default_factory=time.monotonic)
+
+    def resolve(self, name: str | None, modality: str) -> ServedModel:
+        """The model a request asked for, or the only one of its modality."""
+        if name is not None:
+            served = self.models.get(name)
+            if served is None:
+                raise ServiceError(404, f"unknown model {name[:64]!r}; loaded: {self._names()}")
+            if served.meta.modality != modality:
+                raise ServiceError(
+                    400, f"model {name!r} takes {served.meta.modality} input, not {modality}"
+                )
+            return served
+        fitting = [m for m in self.models.values() if m.meta.modality == modality]
+        if not fitting:
+            raise ServiceError(404, f"no {modality} model is loaded; loaded: {self._names()}")
+        if len(fitting) > 1:
+            names = ", ".join(m.name for m in fitting)
+            raise ServiceError(422, f"several {modality} models are loaded ({names}); set `model`")
+        return fitting[0]
+
+    def _names(self) -> str:
+        return ", ".join(f"{n} ({m.meta.modality})" for n, m in self.models.items()) or "none"

@@ -1,0 +1,185 @@
+"""Helpers for the service tests: tiny real checkpoints, reference inputs, clients, stubs.
+
+Everything runs on CPU in seconds and reads only tests/fixtures and tmp dirs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import struct
+import threading
+import time
+import zlib
+from collections.abc import AsyncIterator, Iterator, Sequence
+from pathlib import Path
+
+import httpx
+import numpy as np
+import torch
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from PIL import Image
+from tokenizers import Tokenizer
+from tokenizers.models import WordLevel
+from tokenizers.pre_tokenizers import Whitespace
+from tokenizers.trainers import WordLevelTrainer
+
+from model.checkpoint import save_checkpoint
+from model.config import ModelConfig
+from model.network import build_model
+from service.engines import BatchOutput, EngineInput, ModelMeta, SampleResult
+from service.settings import Settings
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+CIFAR_PNGS = sorted(FIXTURES.glob("cifar10_*.png"))
+CIFAR_CLASSES = (
+    "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
+)  # fmt: skip
+CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR_STD = (0.2470, 0.2435, 0.2616)
+TINY_CNN = ModelConfig(arch="cnn", n_classes=10, width=8)
+IMAGE_PREP = {"kind": "image", "image_size": [32, 32], "mean": CIFAR_MEAN, "std": CIFAR_STD}
+
+
+def write_cnn_checkpoint(directory: Path, name: str = "cifar10", seed: int = 0) -> Path:
+    torch.manual_seed(seed)
+    net = build_model(TINY_CNN).eval()
+    return save_checkpoint(
+        directory / name,
+        net,
+        name=name,
+        version="test-1",
+        classes=CIFAR_CLASSES,
+        preprocessing=IMAGE_PREP,
+    )
+
+
+def settings_for(model_dir: Path, **overrides) -> Settings:
+    # Explicit values: a developer's DYNALAY_* environment must not leak into the tests.
+    base = dict(model_dir=model_dir, device="cpu", api_key=None, max_queue_delay_ms=1.0)
+    return Settings(**{**base, **overrides})
+
+
+def png_bytes(path: Path) -> bytes:
+    return path.read_bytes()
+
+
+def encode(image: Image.Image, fmt: str = "PNG", **save_args) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **save_args)
+    return buffer.getvalue()
+
+
+def reference_input(path: Path) -> torch.Tensor:
+    """The normalised (1, 3, 32, 32) tensor the model should see for a 32×32 RGB PNG."""
+    pixels = np.asarray(Image.open(path).convert("RGB"), dtype=np.float32) / 255.0
+    x = (pixels - np.asarray(CIFAR_MEAN, np.float32)) / np.asarray(CIFAR_STD, np.float32)
+    return torch.from_numpy(x.transpose(2, 0, 1).copy())[None]
+
+
+def wait_ready(client: TestClient, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if client.get("/readyz").status_code == 200:
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"not ready after {timeout_s} s: {client.get('/readyz').json()}")
+
+
+@contextlib.contextmanager
+def serving(app: FastAPI) -> Iterator[TestClient]:
+    """A TestClient with the lifespan running and the models ready."""
+    with TestClient(app) as client:
+        wait_ready(client)
+        yield client
+
+
+@contextlib.asynccontextmanager
+async def serving_async(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """An async client on the app's event loop, for truly concurrent requests."""
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            deadline = time.monotonic() + 60
+            while (await client.get("/readyz")).status_code != 200:
+                assert time.monotonic() < deadline, "not ready"
+                await asyncio.sleep(0.02)
+            yield client
+
+
+class StubEngine:
+    """An engine without a model: answers class 0 after `delay_s`, or waits for `gate`."""
+
+    name = "stub"
+    device = "cpu"
+
+    def __init__(self, directory: Path, delay_s: float = 0.0, fail_when=None) -> None:
+        self.meta = ModelMeta("stub", "0", "cnn", ("a", "b"), IMAGE_PREP, directory)
+        self.delay_s = delay_s
+        self.gate: threading.Event | None = None  # when set up, run() waits for it
+        self.entered = threading.Event()  # run() has started at least once
+        self.fail_when = fail_when  # predicate on the batch: raise instead of answering
+        self.batches: list[int] = []
+
+    def warmup(self) -> None:
+        pass
+
+    def run(self, batch: Sequence[EngineInput]) -> BatchOutput:
+        self.entered.set()
+        if self.gate is not None:
+            self.gate.wait(timeout=30)
+        time.sleep(self.delay_s)
+        self.batches.append(len(batch))
+        if self.fail_when is not None and self.fail_when(batch):
+            raise RuntimeError("stub failure")
+        sample = SampleResult(0, (0.75, 0.25), 0, 0, True, 3)
+        return BatchOutput([sample] * len(batch), {"straight": 0.001})
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    """A ~60-byte PNG whose header claims width×height pixels (a decompression-bomb probe)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = zlib.crc32(kind + data).to_bytes(4, "big")
+        return len(data).to_bytes(4, "big") + kind + data + crc
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit RGB
+    idat = zlib.compress(b"\x00" * 64)
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+    )
+
+
+TINY_LSTM = ModelConfig(arch="lstm", n_classes=2, vocab_size=100, embed_dim=16, hidden_size=16)
+SENTENCES = (
+    "a wonderful film with a great cast",
+    "a dull and boring film with a weak plot",
+    "great acting and a wonderful story",
+    "boring story and weak acting",
+)
+
+
+def train_tokenizer() -> Tokenizer:
+    """A tiny word-level tokenizer; [PAD] gets id 0, the model's padding id."""
+    tokenizer = Tokenizer(WordLevel(unk_token="[UNK]"))
+    tokenizer.pre_tokenizer = Whitespace()
+    trainer = WordLevelTrainer(special_tokens=["[PAD]", "[UNK]"])
+    tokenizer.train_from_iterator(SENTENCES, trainer)
+    return tokenizer
+
+
+def write_text_checkpoint(directory: Path, name: str = "imdb", max_length: int = 8) -> Path:
+    torch.manual_seed(0)
+    net = build_model(TINY_LSTM).eval()
+    tokenizer_json = train_tokenizer().to_str().encode()
+    return save_checkpoint(
+        directory / name,
+        net,
+        name=name,
+        version="text-1",
+        classes=("negative", "positive"),
+        preprocessing={"kind": "text", "tokenizer": "tokenizer.json", "max_length": max_length},
+        extra_files={"tokenizer.json": tokenizer_json},
+    )
