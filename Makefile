@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 PORT   ?= 8000
 
-.PHONY: install serve test lint format train evaluate report bench-serve clean
+.PHONY: install serve test lint format bench-serve clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ lint: $(STAMP)
 format: $(STAMP)
 	$(PY) -m ruff check --fix .
 	$(PY) -m ruff format .
+
+## make bench-serve: load-test a local server with real images (adaptive vs forced actions)
+bench-serve: $(STAMP)
+	$(PY) -m service.bench --model-dir checkpoints --out reports/bench_serve.json
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,104 @@
+"""The network cut into the static parts that ONNX Runtime runs and Python loops over.
+
+Each part is a plain nn.Module with positional tensor inputs and named inputs/outputs, so the
+exporter (training/export_onnx.py) and the engine (service/engines/onnx_engine.py) agree on one
+naming. The parts compose exactly like `DynaLayNet.straight` / `recompute`:
+
+    stem(x) ─▶ inj = (u,) | (u, mask)         h = u
+    layer_i(h, *inj) ─▶ h                        (i = 1..3, also each fixed-point step)
+    head(h, *inj) ─▶ logits (B, C)
+    profile(z1, z2, z3, logits, *inj) ─▶ (B, P)  the agent's input
+    agent(profile) ─▶ agent_logits (B, 4)
+
+Pure torch: nothing here imports onnx.
+"""
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from model.actions import LAYER_NAMES
+from model.network import DynaLayNet, _confidence
+
+# Names shared by the exported graphs and the engine that binds them.
+STATE = "h"
+LAYER_OUT = "h_out"
+LOGITS = "logits"
+PROFILE = "profile"
+AGENT_LOGITS = "agent_logits"
+STATE_NAMES = ("z1", "z2", "z3")  # the straight pass' states, the profile's inputs
+
+
+def model_inputs(arch: str) -> tuple[str, ...]:
+    """The stem's inputs: images (B, 3, H, W) float, or token ids (B, T) + lengths (B,) long."""
+    return ("x",) if arch == "cnn" else ("ids", "lengths")
+
+
+def injection_names(arch: str) -> tuple[str, ...]:
+    """The stem's outputs, passed to every later part: u, plus the LSTM's mask (B, T, 1)."""
+    return ("u",) if arch == "cnn" else ("u", "mask")
+
+
+@dataclass(frozen=True)
+class Part:
+    name: str  # file stem under the checkpoint's onnx/ folder
+    module: nn.Module
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+
+
+class StemPart(nn.Module):
+    """x → inj. The CNN ignores lengths; the LSTM builds its mask from them."""
+
+    def __init__(self, net: DynaLayNet) -> None:
+        super().__init__()
+        self.backbone = net.backbone
+        self.text = net.config.arch == "lstm"
+
+    def forward(self, x: Tensor, lengths: Tensor | None = None) -> tuple[Tensor, ...] | Tensor:
+        inj = self.backbone.stem(x, lengths)
+        return inj if self.text else inj[0]  # single-output graphs return a bare tensor
+
+
+class HeadPart(nn.Module):
+    """(h, *inj) → logits (B, C)."""
+
+    def __init__(self, net: DynaLayNet) -> None:
+        super().__init__()
+        self.backbone = net.backbone
+
+    def forward(self, h: Tensor, *inj: Tensor) -> Tensor:
+        return self.backbone.head(h, *inj)
+
+
+class ProfilePart(nn.Module):
+    """(z1, z2, z3, logits, *inj) → profile (B, 3·D + 2), as in `DynaLayNet.straight`."""
+
+    def __init__(self, net: DynaLayNet) -> None:
+        super().__init__()
+        self.backbone = net.backbone
+
+    def forward(self, z1: Tensor, z2: Tensor, z3: Tensor, logits: Tensor, *inj: Tensor) -> Tensor:
+        summaries = [self.backbone.pool(z, *inj) for z in (z1, z2, z3)]
+        return torch.cat([*summaries, _confidence(logits)], dim=1)
+
+
+def export_parts(net: DynaLayNet) -> list[Part]:
+    """Every part of `net`, in the order the engine runs them."""
+    arch = net.config.arch
+    inj = injection_names(arch)
+    layers = [
+        Part(name, layer, (STATE, *inj), (LAYER_OUT,))
+        for name, layer in zip(LAYER_NAMES, net.backbone.layers, strict=True)
+    ]
+    return [
+        Part("stem", StemPart(net), model_inputs(arch), inj),
+        *layers,
+        Part("head", HeadPart(net), (STATE, *inj), (LOGITS,)),
+        Part("profile", ProfilePart(net), (*STATE_NAMES, LOGITS, *inj), (PROFILE,)),
+        Part("agent", net.agent, (PROFILE,), (AGENT_LOGITS,)),
+    ]
+
+
+PART_NAMES: tuple[str, ...] = ("stem", *LAYER_NAMES, "head", "profile", "agent")

@@ -1,0 +1,56 @@
+"""Engine registry: name -> factory `(checkpoint_dir, device) -> Engine`.
+
+The service only ever calls a factory from here, so another runtime (ONNX Runtime) plugs in by
+adding one entry with the same signature. Each factory imports its runtime when called: a
+runtime that is not installed costs nothing until it is asked for.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from service.engines.base import (
+    BatchOutput,
+    Engine,
+    EngineFactory,
+    EngineInput,
+    ModelMeta,
+    SampleResult,
+)
+
+
+def _torch(directory: Path, device: str) -> Engine:
+    from service.engines.torch_engine import load
+
+    return load(directory, device)
+
+
+def _onnx(directory: Path, device: str) -> Engine:
+    from service.engines.onnx_engine import load
+
+    return load(directory, device)
+
+
+ENGINES: dict[str, EngineFactory] = {
+    "torch": _torch,
+    "onnx": _onnx,
+}
+
+__all__ = [
+    "ENGINES",
+    "BatchOutput",
+    "Engine",
+    "EngineFactory",
+    "EngineInput",
+    "ModelMeta",
+    "SampleResult",
+    "get_engine_factory",
+]
+
+
+def get_engine_factory(name: str, engines: dict[str, EngineFactory] | None = None) -> EngineFactory:
+    """The factory registered under `name`; a ValueError lists the valid names otherwise."""
+    registry = ENGINES if engines is None else engines
+    if name not in registry:
+        raise ValueError(f"unknown engine {name!r}; available: {', '.join(sorted(registry))}")
+    return registry[name]

@@ -1,0 +1,343 @@
+"""The ONNX Runtime engine: the exported parts run by onnxruntime, the adaptive loop in Python.
+
+Same algorithm and results as the PyTorch engine (service/engines/torch_engine.py): straight
+pass, agent (greedy, or the forced action), per-action fixed-point loops with per-sample
+convergence through the very solver the model uses (model/solvers.py: relative residual, tol and
+max_iter from the checkpoint's config, converged samples drop out, best iterate otherwise),
+head, softmax. Only the layer evaluations change runtime.
+
+States live in torch tensors on the engine's device and every session call binds them by
+pointer (IOBinding), on CPU as on CUDA, so nothing is copied between steps; on CUDA, ORT runs on
+torch's current stream, so both see one ordered queue of kernels. A session that silently fell
+back to the CPU when CUDA was asked for is an error: the service then never turns ready.
+
+Needs the checkpoint's ONNX export: `python -m training export-onnx CHECKPOINT`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from model.actions import LAYER_NAMES, N_ACTIONS, layer_evaluations
+from model.checkpoint import AGENT, BACKBONE, LoadedCheckpoint, load_checkpoint, manifest_files
+from model.network import ForwardOutput, StraightPass
+from model.onnx_parts import (
+    LOGITS,
+    PART_NAMES,
+    PROFILE,
+    STATE,
+    STATE_NAMES,
+    injection_names,
+    model_inputs,
+)
+from model.solvers import SolverStats, get_solver
+from service.engines.base import BatchOutput, EngineInput, ModelMeta
+from service.engines.torch_engine import WARMUP_TOKENS, _StageClock, _to_samples
+
+EXPORT_CARD = "onnx/export.json"
+EXPORT_COMMAND = "python -m training export-onnx"
+_TORCH_DTYPES = {
+    "tensor(float)": torch.float32,
+    "tensor(float16)": torch.float16,
+    "tensor(int64)": torch.int64,
+}
+_NUMPY_DTYPES = {torch.float32: np.float32, torch.float16: np.float16, torch.int64: np.int64}
+
+
+class OnnxEngineError(RuntimeError):
+    """The ONNX engine cannot serve this checkpoint on this device as configured."""
+
+
+class OnnxEngine:
+    name = "onnx"
+
+    def __init__(self, loaded: LoadedCheckpoint, device: str) -> None:
+        self.device = device
+        self.meta = ModelMeta(
+            name=loaded.name,
+            version=loaded.version,
+            arch=loaded.config.arch,
+            classes=loaded.classes,
+            preprocessing=loaded.preprocessing,
+            directory=loaded.directory,
+        )
+        self.config = loaded.config
+        self._torch_device = torch.device(device)
+        self._inj_names = injection_names(loaded.config.arch)
+        self._solver = get_solver(loaded.config.solver)
+        card = check_export(loaded.directory, loaded.config.arch)
+        providers = execution_providers(self._torch_device)
+        self._parts = {
+            name: OnnxPart(loaded.directory / card["parts"][name]["file"], providers, device)
+            for name in PART_NAMES
+        }
+
+    @property
+    def providers(self) -> list[str]:
+        """The providers the sessions actually run on, best first."""
+        return self._parts["stem"].session.get_providers()
+
+    def run(self, batch: Sequence[EngineInput]) -> BatchOutput:
+        with torch.inference_mode():
+            return self._run(batch)
+
+    def warmup(self) -> None:
+        # One sample per forced action plus one the agent decides: every part runs once.
+        dummy = _dummy_input(self.meta)
+        self.run([EngineInput(dummy, action) for action in (*range(N_ACTIONS), None)])
+
+    def _run(self, batch: Sequence[EngineInput]) -> BatchOutput:
+        feeds = _collate(batch, self.meta.modality, self._torch_device)
+        clock = _StageClock(self._torch_device)
+        straight = self._straight(feeds)
+        clock.lap("straight")
+        agent_logits = self._parts["agent"]({PROFILE: straight.profile})[0]  # (B, 4)
+        actions = _apply_forced(agent_logits.argmax(dim=1), batch)
+        clock.lap("agent")
+        out = self._recompute(straight, actions, agent_logits)
+        clock.lap("loop")
+        samples = _to_samples(out)
+        clock.lap("head")
+        return BatchOutput(samples, clock.seconds)
+
+    # ---- the algorithm, part by part (mirrors DynaLayNet.straight / recompute / _loop) -----
+
+    def _straight(self, feeds: dict[str, Tensor]) -> StraightPass:
+        inj = tuple(self._parts["stem"](feeds))  # u (B, ...) [, mask (B, T, 1)]
+        h, states = inj[0], []
+        for name in LAYER_NAMES:
+            h = self._layer(name, h, inj)
+            states.append(h)
+        logits = self._head(h, inj)  # (B, C)
+        named = {**dict(zip(STATE_NAMES, states, strict=True)), LOGITS: logits}
+        profile = self._parts["profile"]({**named, **self._inj(inj)})[0]  # (B, P)
+        return StraightPass(inj, tuple(states), logits, profile)
+
+    def _recompute(
+        self, straight: StraightPass, actions: Tensor, agent_logits: Tensor
+    ) -> ForwardOutput:
+        batch = actions.shape[0]
+        final = straight.logits.clone()  # action 0 keeps the straight logits
+        iterations = torch.zeros(batch, dtype=torch.long, device=actions.device)
+        converged = torch.ones(batch, dtype=torch.bool, device=actions.device)
+        residual = torch.zeros(batch, device=actions.device)
+        for action in range(1, N_ACTIONS):
+            idx = (actions == action).nonzero(as_tuple=True)[0]
+            if idx.numel() == 0:
+                continue
+            group_logits, stats = self._loop(straight, action, idx)
+            final[idx] = group_logits
+            iterations[idx] = stats.iterations
+            converged[idx] = stats.converged
+            residual[idx] = stats.residual.to(residual.dtype)
+        pairs = zip(actions.tolist(), iterations.tolist(), strict=True)
+        evals = torch.tensor([layer_evaluations(a, n) for a, n in pairs])  # (B,) long
+        return ForwardOutput(
+            final, straight.logits, actions, agent_logits, iterations, converged, residual, evals
+        )
+
+    def _loop(self, straight: StraightPass, action: int, idx: Tensor) -> tuple[Tensor, SolverStats]:
+        """Iterate the first `action` layers to a fixed point on samples idx, finish, head."""
+        layers = LAYER_NAMES
+        group_inj = tuple(t[idx] for t in straight.inj)
+
+        def composite(z: Tensor, *inj_: Tensor) -> Tensor:
+            for name in layers[:action]:
+                z = self._layer(name, z, inj_)
+            return z
+
+        z0 = straight.states[action - 1][idx]  # the straight pass' state after layer `action`
+        z, stats = self._solver(composite, z0, group_inj, self.config.tol, self.config.max_iter)
+        for name in layers[action:]:
+            z = self._layer(name, z, group_inj)
+        return self._head(z, group_inj), stats
+
+    def _layer(self, name: str, h: Tensor, inj: Sequence[Tensor]) -> Tensor:
+        return self._parts[name]({STATE: h, **self._inj(inj)})[0]
+
+    def _head(self, h: Tensor, inj: Sequence[Tensor]) -> Tensor:
+        return self._parts["head"]({STATE: h, **self._inj(inj)})[0]
+
+    def _inj(self, inj: Sequence[Tensor]) -> dict[str, Tensor]:
+        return dict(zip(self._inj_names, inj, strict=True))
+
+
+# ---- one session ------------------------------------------------------------------------------
+
+
+class OnnxPart:
+    """One exported part: torch tensors in, torch tensors out, bound by pointer (no copies)."""
+
+    def __init__(self, path: Path, providers: list, device: str) -> None:
+        ort = _onnxruntime()
+        self.session = ort.InferenceSession(str(path), _session_options(), providers=providers)
+        _check_providers(self.session, providers, path)
+        torch_device = torch.device(device)
+        self._device = torch_device
+        self._where = (torch_device.type, torch_device.index or 0)  # ORT's (device_type, id)
+        self._inputs = [(i.name, i.shape) for i in self.session.get_inputs()]
+        self._outputs = [
+            (o.name, o.shape, _TORCH_DTYPES[o.type]) for o in self.session.get_outputs()
+        ]
+
+    def __call__(self, feeds: Mapping[str, Tensor]) -> list[Tensor]:
+        binding = self.session.io_binding()
+        dims: dict[str, int] = {}  # symbolic axis name ("batch", "time") → size in this call
+        kept = []  # the bound tensors must outlive the run
+        for name, shape in self._inputs:  # only the inputs this graph kept (see export)
+            tensor = feeds[name].contiguous()
+            dims.update(
+                (d, n) for d, n in zip(shape, tensor.shape, strict=True) if isinstance(d, str)
+            )
+            binding.bind_input(
+                name, *self._where, _numpy(tensor), tuple(tensor.shape), tensor.data_ptr()
+            )
+            kept.append(tensor)
+        outputs = []
+        for name, shape, dtype in self._outputs:
+            out = torch.empty(
+                [dims[d] if isinstance(d, str) else d for d in shape],
+                dtype=dtype,
+                device=self._device,
+            )
+            binding.bind_output(name, *self._where, _numpy(out), tuple(out.shape), out.data_ptr())
+            outputs.append(out)
+        self.session.run_with_iobinding(binding)
+        return outputs
+
+
+def _session_options() -> Any:
+    options = _onnxruntime().SessionOptions()
+    # ORT's intra-op threads spin-wait after each run by default. Between our many short runs
+    # torch does the loop's book-keeping with its own thread pool on the same cores, so the
+    # spinning threads would only compete with it.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return options
+
+
+def _numpy(tensor: Tensor) -> type:
+    return _NUMPY_DTYPES[tensor.dtype]
+
+
+def _onnxruntime() -> Any:
+    # Imported after torch (this module imports it first) so torch's bundled CUDA and cuDNN
+    # libraries are already loaded when the CUDA provider looks for them (serving.md §7).
+    import onnxruntime
+
+    return onnxruntime
+
+
+# ---- providers --------------------------------------------------------------------------------
+
+
+def execution_providers(device: torch.device) -> list:
+    """CPU provider for "cpu"; CUDA (on torch's stream) then CPU for "cuda[:n]"."""
+    if device.type == "cpu":
+        return ["CPUExecutionProvider"]
+    if device.type != "cuda":
+        raise OnnxEngineError(f"the onnx engine runs on cpu or cuda, not {device}")
+    available = _onnxruntime().get_available_providers()
+    if "CUDAExecutionProvider" not in available:
+        raise OnnxEngineError(
+            f"CUDA was requested but this onnxruntime offers only {available}: install "
+            "onnxruntime-gpu (the `gpu` extra) instead of onnxruntime, or serve on the CPU"
+        )
+    index = device.index or 0
+    options = {
+        "device_id": str(index),
+        # torch's stream: ORT's kernels queue behind the torch ops that filled their inputs.
+        "user_compute_stream": str(torch.cuda.current_stream(index).cuda_stream),
+        # The loop sees a new batch size whenever samples converge; EXHAUSTIVE would benchmark
+        # cuDNN algorithms for every one of those shapes on first sight.
+        "cudnn_conv_algo_search": "HEURISTIC",
+    }
+    return [("CUDAExecutionProvider", options), "CPUExecutionProvider"]
+
+
+def _check_providers(session: Any, providers: list, path: Path) -> None:
+    # ORT only logs "Failed to create CUDAExecutionProvider" and runs on the CPU (§7).
+    wanted = providers[0] if isinstance(providers[0], str) else providers[0][0]
+    got = session.get_providers()
+    if got[0] != wanted:
+        raise OnnxEngineError(
+            f"{path}: asked onnxruntime for {wanted} but the session runs on {got} (silent "
+            "fallback: check that the CUDA/cuDNN libraries match the onnxruntime-gpu wheel)"
+        )
+
+
+# ---- the checkpoint's export --------------------------------------------------------------
+
+
+def check_export(directory: Path, arch: str) -> dict:
+    """The export card, once every part is in the manifest and matches the current weights."""
+    listed = set(manifest_files(directory))
+    needed = [EXPORT_CARD, *(f"onnx/{name}.onnx" for name in PART_NAMES)]
+    missing = [name for name in needed if name not in listed]
+    if missing:
+        raise OnnxEngineError(
+            f"{directory}: no ONNX export ({', '.join(missing[:3])} not in the manifest); "
+            f"run `{EXPORT_COMMAND} {directory}` first"
+        )
+    card = json.loads((directory / EXPORT_CARD).read_text(encoding="utf-8"))
+    if card.get("arch") != arch:
+        raise OnnxEngineError(f"{directory / EXPORT_CARD}: exported for {card.get('arch')!r}")
+    if card.get("weights_sha256") != _weights_sha256(directory):
+        raise OnnxEngineError(
+            f"{directory / EXPORT_CARD}: the ONNX export is stale (the weights changed since); "
+            f"run `{EXPORT_COMMAND} {directory}` again"
+        )
+    return card
+
+
+def _weights_sha256(directory: Path) -> dict[str, str]:
+    return {n: hashlib.sha256((directory / n).read_bytes()).hexdigest() for n in (BACKBONE, AGENT)}
+
+
+# ---- inputs -----------------------------------------------------------------------------------
+
+
+def _collate(batch: Sequence[EngineInput], modality: str, device: torch.device) -> dict:
+    """The stem's feeds: images (B, 3, H, W), or ids (B, T) padded with 0 + lengths (B,)."""
+    if modality != "text":
+        x = torch.from_numpy(np.stack([item.data for item in batch]).astype(np.float32))
+        return dict(zip(model_inputs("cnn"), [x.to(device)], strict=True))
+    lengths = [len(item.data) for item in batch]
+    ids = np.zeros((len(batch), max(lengths)), dtype=np.int64)  # pad to the longest, as torch
+    for row, item in enumerate(batch):
+        ids[row, : len(item.data)] = item.data
+    tensors = [torch.from_numpy(ids).to(device), torch.tensor(lengths, device=device)]
+    return dict(zip(model_inputs("lstm"), tensors, strict=True))
+
+
+def _apply_forced(actions: Tensor, batch: Sequence[EngineInput]) -> Tensor:
+    forced = [(i, item.action) for i, item in enumerate(batch) if item.action is not None]
+    if not forced:
+        return actions
+    rows, values = zip(*forced, strict=True)
+    actions = actions.clone()
+    actions[list(rows)] = torch.tensor(values, dtype=actions.dtype, device=actions.device)
+    return actions
+
+
+def _dummy_input(meta: ModelMeta) -> np.ndarray:
+    if meta.modality == "text":
+        return np.ones(WARMUP_TOKENS, dtype=np.int64)
+    height, width = meta.preprocessing.get("image_size", (32, 32))
+    return np.zeros((3, int(height), int(width)), dtype=np.float32)
+
+
+def load(directory: Path, device: str) -> OnnxEngine:
+    """The registry factory: (checkpoint directory, device) -> engine.
+
+    `load_checkpoint` verifies the manifest (ONNX files included) and reads the config; the
+    PyTorch network it also builds is dropped at once.
+    """
+    return OnnxEngine(load_checkpoint(directory, device="cpu"), device)
