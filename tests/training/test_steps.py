@@ -1,0 +1,56 @@
+import torch
+
+from training.config import merge
+from training.fit import build_net
+from training.optim import build_optimizers
+from training.presets import preset
+from training.steps import StepContext, agent_step, backbone_step, joint_step
+
+CFG = merge(preset("tiny"), {"model": {"max_iter": 4}})
+
+
+def _setup():
+    net = build_net(CFG, 10, torch.device("cpu"))
+    ctx = StepContext(net, CFG, 15.0, torch.Generator().manual_seed(0))
+    x = torch.randn(12, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    y = torch.arange(12) % 10
+    return net, ctx, x, y
+
+
+def _snapshot(module: torch.nn.Module) -> list[torch.Tensor]:
+    return [p.detach().clone() for p in module.parameters()]
+
+
+def _changed(before, module) -> bool:
+    return any(not torch.equal(b, p) for b, p in zip(before, module.parameters(), strict=True))
+
+
+def test_backbone_step_trains_straight_and_loops_not_the_agent():
+    net, ctx, x, y = _setup()
+    result = backbone_step(ctx, x, y)
+    result.loss.backward()
+    assert all(p.grad is None for p in net.agent.parameters())
+    grads = [p.grad for p in net.backbone.layers.parameters()]
+    assert all(g is not None for g in grads)  # every loop layer is trained
+    assert result.stats["iterations_loop"] > 0
+
+
+def test_agent_step_moves_only_the_agent():
+    net, ctx, x, y = _setup()
+    opts = build_optimizers(net, CFG.optim)
+    backbone, agent = _snapshot(net.backbone), _snapshot(net.agent)
+    result = agent_step(ctx, x, y)
+    result.loss.backward()
+    opts["agent"].step()
+    assert all(p.grad is None for p in net.backbone.parameters())
+    assert not _changed(backbone, net.backbone) and _changed(agent, net.agent)
+    assert {"reward", "entropy", "sampled_0"} <= set(result.stats)
+
+
+def test_joint_step_trains_both():
+    net, ctx, x, y = _setup()
+    result = joint_step(ctx, x, y)
+    result.loss.backward()
+    assert any(p.grad is not None for p in net.backbone.parameters())
+    assert any(p.grad is not None for p in net.agent.parameters())
+    assert result.greedy.shape == (12,)

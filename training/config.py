@@ -1,0 +1,140 @@
+"""Frozen, typed training configuration. Defaults are the thesis' (ch. 4); presets in presets.py.
+
+A config is plain data: it round-trips through JSON (`to_dict` / `TrainConfig.from_dict`, unknown
+keys rejected) and is stored in the checkpoint's `train` record and the resumable run state.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    dataset: str = "cifar10"  # cifar10 | cifar100 | synthetic
+    data_dir: str | None = None
+    download: bool = False
+    pad: int = 4  # random-crop translation in pixels (reflect padding)
+    flip: bool = True
+    train_subset: int | None = None  # use only the first N training images
+    test_subset: int | None = None
+    synthetic_size: int = 512  # images per split when dataset == "synthetic"
+    synthetic_classes: int = 10
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    optimizer: str = "adam"  # adam | sgd (SGD uses Nesterov momentum)
+    lr: float = 1e-3  # backbone peak learning rate
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    batch_size: int = 64
+    label_smoothing: float = 0.0
+    schedule: str = "constant"  # constant | onecycle (linear up, linear down) | linear (down)
+    warmup_frac: float = 0.0  # share of backbone steps spent ramping up (onecycle)
+    final_lr_frac: float = 0.0  # lr at the end as a share of the peak (onecycle/linear)
+    grad_clip: float | None = None
+    agent_lr: float = 1e-3  # agent uses Adam at a constant rate, as in the thesis
+
+
+@dataclass(frozen=True)
+class PhaseConfig:
+    warmup_epochs: int = 20  # phase 1: backbone only, every action trained
+    agent_epochs: int = 20  # phase 2: agent only, backbone frozen
+    joint_epochs: int = 60  # phase 3: both (thesis: 100 epochs in all)
+    # Backbone loss = straight_weight·CE(straight) + loop_weight·CE(looped action). Design §7: equal
+    # weights make loops idempotent (nothing for the agent to learn), so the straight pass is
+    # weighted lower to let the looped modes become a genuinely stronger function.
+    straight_weight: float = 0.3
+    loop_weight: float = 1.0
+    loop_actions: str = "sample"  # sample: random looped action per sample | batch: one per batch
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    alpha: float = 0.5  # reward for a correct prediction
+    beta: float = 0.3  # cost weight: R = α·correct − β·cost·k
+    gamma: float = 0.2  # weight of the reward (policy-gradient) term in the total loss
+    entropy: float = 0.01  # entropy bonus against policy collapse
+    prob_floor: float = 0.1  # sampling mixes ε of uniform into the policy: p ≥ ε/4 per action
+    cost_normalizer: float | None = None  # layer evaluations that count as cost 1 (None: max)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    phases: PhaseConfig = field(default_factory=PhaseConfig)
+    agent: AgentConfig = field(default_factory=AgentConfig)
+    model: dict[str, Any] = field(default_factory=dict)  # ModelConfig overrides (e.g. width)
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    threads: int | None = None  # torch.set_num_threads on CPU
+    channels_last: bool = False
+    max_batches: int | None = None  # cap on batches per epoch (timing, smoke runs)
+    eval_batch_size: int = 500
+    eval_every: int = 1  # evaluate on the test split every N epochs (and always at the end)
+    eval_subset: int | None = None  # per-epoch evaluations use the first N test images only
+    name: str = "cifar10"
+    version: str = "0.1.0"
+
+    @property
+    def total_epochs(self) -> int:
+        p = self.phases
+        return p.warmup_epochs + p.agent_epochs + p.joint_epochs
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        return merge(cls(), d)
+
+
+SECTIONS: dict[str, type] = {
+    "data": DataConfig,
+    "optim": OptimConfig,
+    "phases": PhaseConfig,
+    "agent": AgentConfig,
+}
+
+
+def merge(cfg: TrainConfig, overrides: dict[str, Any]) -> TrainConfig:
+    """cfg with nested overrides applied ({"optim": {"lr": 0.1}, "seed": 1, "model": {...}}).
+
+    Unknown keys raise ValueError (a typo must not silently train the wrong recipe). The model
+    dict is merged key by key; ModelConfig.from_dict validates it when the model is built.
+    """
+    top = {f.name for f in dataclasses.fields(TrainConfig)}
+    changes: dict[str, Any] = {}
+    for key, value in overrides.items():
+        if key not in top:
+            raise ValueError(f"unknown config key {key!r}; expected one of {sorted(top)}")
+        if key in SECTIONS:
+            changes[key] = _replace_section(getattr(cfg, key), value, key)
+        elif key == "model":
+            changes[key] = {**cfg.model, **dict(value)}
+        else:
+            changes[key] = value
+    return dataclasses.replace(cfg, **changes)
+
+
+def load_config_file(path: Path, base: TrainConfig | None = None) -> TrainConfig:
+    """Applies a JSON config file (same nesting as to_dict, any subset of keys) onto base."""
+    try:
+        overrides = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ValueError(f"config file {path}: {exc}") from exc
+    return merge(base or TrainConfig(), overrides)
+
+
+def _replace_section(section: Any, values: dict[str, Any], name: str) -> Any:
+    known = {f.name for f in dataclasses.fields(section)}
+    unknown = set(values) - known
+    if unknown:
+        raise ValueError(f"unknown {name} config keys {sorted(unknown)}; expected {sorted(known)}")
+    return dataclasses.replace(section, **values)

@@ -1,0 +1,125 @@
+"""`python -m training evaluate CHECKPOINT --data-dir DIR [--split test]`.
+
+Loads a checkpoint with the model core's loader, runs the agent path and every forced action
+over the split, and reports agent / forced / oracle / confidence-gate numbers (metrics.py).
+The JSON is stored as the checkpoint's metrics.json (model.checkpoint.write_metrics) unless
+--no-write, and also at --output when given.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from model.actions import ACTIONS
+from model.checkpoint import load_checkpoint, write_metrics
+from training.collect import collect
+from training.config import AgentConfig, TrainConfig
+from training.data import load_split
+from training.data.batches import BatchIterator
+from training.distributed import resolve_device
+from training.metrics import full_metrics
+from training.reward import max_layer_evaluations
+
+
+def evaluate_checkpoint(
+    checkpoint: Path,
+    data_dir: Path | None = None,
+    split: str = "test",
+    dataset: str | None = None,
+    batch_size: int = 500,
+    limit: int | None = None,
+    device: str = "auto",
+    write: bool = True,
+    output: Path | None = None,
+) -> dict[str, Any]:
+    started = time.perf_counter()
+    dev = resolve_device(device)
+    ckpt = load_checkpoint(checkpoint, device=dev)
+    train_cfg = _train_config(ckpt.train)
+    data = train_cfg.data
+    dataset = dataset or data.dataset
+    images = load_split(
+        dataset,
+        split,
+        data_dir=data_dir,
+        synthetic_size=data.synthetic_size,
+        n_classes=data.synthetic_classes,
+    )
+    if limit:
+        images = images.subset(limit)
+    if tuple(images.classes) != tuple(ckpt.classes) and dataset != "synthetic":
+        raise ValueError(f"{checkpoint}: classes {ckpt.classes[:3]}… do not match {dataset}'s")
+    pre = ckpt.preprocessing
+    it = BatchIterator(
+        split=images,
+        batch_size=batch_size,
+        mean=torch.tensor(pre["mean"], device=dev),
+        std=torch.tensor(pre["std"], device=dev),
+        device=dev,
+    )
+    outcomes = collect(ckpt.net, it.batches(0), forced=True)
+    a = train_cfg.agent
+    normalizer = a.cost_normalizer or float(max_layer_evaluations(ckpt.config.max_iter))
+    metrics = full_metrics(outcomes, a.alpha, a.beta, normalizer)
+    metrics.update(
+        {
+            "checkpoint": {"name": ckpt.name, "version": ckpt.version},
+            "dataset": dataset,
+            "split": split,
+            "timing": {
+                "evaluation_seconds": round(time.perf_counter() - started, 2),
+                "device": str(dev),
+            },
+        }
+    )
+    if write:
+        write_metrics(checkpoint, metrics)
+    if output:
+        Path(output).parent.mkdir(parents=True, exist_ok=True)
+        Path(output).write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    return metrics
+
+
+def format_summary(m: dict[str, Any]) -> str:
+    """A human-readable table of the headline numbers."""
+    lines = [
+        f"{m['dataset']} {m['split']} (n={m['n']}): agent accuracy {m['accuracy']:.4f} at "
+        f"{m['mean_layer_evaluations']:.2f} layer evaluations/image, converged "
+        f"{m['converged_share']:.3f}",
+        f"{'':12s} {'agent freq':>10s} {'agent acc':>9s} {'iters':>6s} | "
+        f"{'forced acc':>10s} {'evals':>6s} {'iters':>6s}",
+    ]
+    for name in ACTIONS:
+        f = m["forced"][name]
+        acc, iters = m["accuracy_per_action"][name], m["iterations_per_action"][name]
+        lines.append(
+            f"{name:12s} {m['action_frequencies'][name]:10.3f} {_fmt(acc):>9s} "
+            f"{_fmt(iters, 1):>6s} | {f['accuracy']:10.4f} {f['mean_layer_evaluations']:6.2f} "
+            f"{f['mean_iterations']:6.2f}"
+        )
+    o, g, c = m["oracle"], m["gate"], m["checks"]
+    lines += [
+        f"oracle (any action right) {o['accuracy']:.4f} at {o['mean_layer_evaluations']:.2f} evals",
+        f"confidence gate → {g['action']} at the agent's compute: "
+        f"{g['accuracy_at_agent_compute']:.4f}"
+        f" (agent − gate {c['agent_minus_gate_accuracy_at_matched_compute']:+.4f}; "
+        f"agent − best forced {c['agent_minus_best_forced_accuracy']:+.4f})",
+    ]
+    return "\n".join(lines)
+
+
+def _train_config(train: dict[str, Any]) -> TrainConfig:
+    """The training config stored in the checkpoint (defaults if absent or foreign)."""
+    try:
+        return TrainConfig.from_dict(train.get("config", {}))
+    except (TypeError, ValueError):
+        return TrainConfig(agent=AgentConfig())
+
+
+def _fmt(v: float | None, digits: int = 4) -> str:
+    return "-" if v is None else f"{v:.{digits}f}"

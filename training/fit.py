@@ -1,0 +1,316 @@
+"""`python -m training fit`: the three phases end to end, resumable, ending in a checkpoint.
+
+Files: the checkpoint goes to `out` (model.checkpoint.save_checkpoint, with history.json as an
+extra file); the run directory (default runs/<out name>-seed<seed>) holds the resumable state
+and history.json after every epoch. Re-running the same command continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from model.checkpoint import save_checkpoint
+from model.config import ModelConfig
+from model.network import DynaLayNet, build_model
+from training.collect import collect
+from training.config import TrainConfig
+from training.data import ImageSplit, load_split
+from training.data.batches import BatchIterator, Shard
+from training.data.stats import channel_stats, image_preprocessing
+from training.distributed import Runtime, barrier, init_runtime, shutdown
+from training.metrics import agent_summary, full_metrics
+from training.optim import build_optimizers
+from training.phases import backbone_epochs, phase_of, trains_backbone
+from training.reward import max_layer_evaluations
+from training.state import has_state, load_state, save_state
+from training.steps import StepContext
+from training.trainer import EpochPlan, run_epoch
+
+
+@dataclass(frozen=True)
+class FitResult:
+    checkpoint: Path
+    run_dir: Path
+    history: list[dict[str, Any]]
+    metrics: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Data:
+    train: ImageSplit
+    test: ImageSplit
+    mean: list[float]
+    std: list[float]
+
+
+def default_run_dir(out: Path, seed: int) -> Path:
+    return Path("runs") / f"{Path(out).name}-seed{seed}"
+
+
+def load_data(cfg: TrainConfig) -> Data:
+    d = cfg.data
+    kw = {
+        "data_dir": d.data_dir,
+        "download": d.download,
+        "synthetic_size": d.synthetic_size,
+        "n_classes": d.synthetic_classes,
+    }
+    train = load_split(d.dataset, "train", **kw)
+    test = load_split(d.dataset, "test", **kw)
+    if d.train_subset:
+        train = train.subset(d.train_subset)
+    if d.test_subset:
+        test = test.subset(d.test_subset)
+    mean, std = channel_stats(train)
+    return Data(train, test, mean, std)
+
+
+def build_net(cfg: TrainConfig, n_classes: int, device: torch.device) -> DynaLayNet:
+    torch.manual_seed(cfg.seed)
+    model_cfg = ModelConfig.from_dict({"arch": "cnn", "n_classes": n_classes, **cfg.model})
+    net = build_model(model_cfg).to(device)
+    if cfg.channels_last:
+        net = net.to(memory_format=torch.channels_last)
+    return net
+
+
+def cost_normalizer(cfg: TrainConfig, net: DynaLayNet) -> float:
+    return cfg.agent.cost_normalizer or float(max_layer_evaluations(net.config.max_iter))
+
+
+def make_batches(cfg: TrainConfig, split: ImageSplit, data: Data, runtime: Runtime, train: bool):
+    return BatchIterator(
+        split=split,
+        batch_size=cfg.optim.batch_size if train else cfg.eval_batch_size,
+        mean=torch.tensor(data.mean, device=runtime.device),
+        std=torch.tensor(data.std, device=runtime.device),
+        device=runtime.device,
+        train=train,
+        pad=cfg.data.pad,
+        flip=cfg.data.flip,
+        seed=cfg.seed,
+        # Evaluation runs the full split on every rank: no collectives, identical numbers.
+        shard=Shard(runtime.rank, runtime.world) if train else Shard(),
+        channels_last=cfg.channels_last,
+    )
+
+
+def fit(
+    cfg: TrainConfig,
+    out: Path,
+    run_dir: Path | None = None,
+    quiet: bool = False,
+    fresh: bool = False,
+) -> FitResult:
+    runtime = init_runtime(cfg.device, cfg.threads)
+    try:
+        return _fit(
+            cfg, Path(out), Path(run_dir or default_run_dir(out, cfg.seed)), quiet, fresh, runtime
+        )
+    finally:
+        shutdown(runtime)
+
+
+@dataclass
+class Session:
+    """Everything one fit needs, built once."""
+
+    cfg: TrainConfig
+    runtime: Runtime
+    data: Data
+    net: DynaLayNet
+    optimizers: dict[str, torch.optim.Optimizer]
+    train_it: BatchIterator
+    test_it: BatchIterator
+    n_batches: int
+    normalizer: float
+
+
+@dataclass
+class Progress:
+    """What the resumable state records: epochs done, lr-schedule position, history."""
+
+    epoch: int = 0
+    backbone_step: int = 0
+    seconds: float = 0.0
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _fit(cfg, out: Path, run_dir: Path, quiet: bool, fresh: bool, runtime: Runtime) -> FitResult:
+    started = time.perf_counter()
+    s = _session(cfg, runtime)
+    progress = Progress()
+    if has_state(run_dir) and not fresh:
+        progress = _resume(s, run_dir)
+        _say(runtime, quiet, f"resuming {run_dir} at epoch {progress.epoch + 1}")
+    for epoch in range(progress.epoch, cfg.total_epochs):
+        record = _train_epoch(s, epoch, progress, quiet)
+        _say(runtime, quiet, _epoch_line(record))
+        if runtime.is_main:
+            _save_progress(s, run_dir, progress)
+        barrier(runtime)
+    metrics = _final_metrics(s)
+    if runtime.is_main:
+        _write_checkpoint(s, out, metrics, progress, time.perf_counter() - started)
+        _say(
+            runtime,
+            quiet,
+            f"wrote {out} — test accuracy {metrics['accuracy']:.4f}, "
+            f"{metrics['mean_layer_evaluations']:.2f} layer evaluations/image",
+        )
+    barrier(runtime)
+    return FitResult(out, run_dir, progress.history, metrics)
+
+
+def _session(cfg: TrainConfig, runtime: Runtime) -> Session:
+    data = load_data(cfg)
+    net = build_net(cfg, len(data.train.classes), runtime.device)
+    train_it = make_batches(cfg, data.train, data, runtime, train=True)
+    return Session(
+        cfg=cfg,
+        runtime=runtime,
+        data=data,
+        net=net,
+        optimizers=build_optimizers(net, cfg.optim),
+        train_it=train_it,
+        test_it=make_batches(cfg, data.test, data, runtime, train=False),
+        n_batches=train_it.num_batches(cfg.max_batches),
+        normalizer=cost_normalizer(cfg, net),
+    )
+
+
+def _resume(s: Session, run_dir: Path) -> Progress:
+    info = load_state(run_dir, s.net, s.optimizers)
+    if info["config"] != s.cfg.to_dict():
+        raise ValueError(
+            f"{run_dir}: holds a run with a different config; pass --fresh to "
+            "start over or choose another --run-dir"
+        )
+    return Progress(info["epoch"], info["backbone_step"], info["seconds"], info["history"])
+
+
+def _train_epoch(s: Session, epoch: int, progress: Progress, quiet: bool) -> dict[str, Any]:
+    """Trains one epoch, evaluates if due, appends the record to progress.history."""
+    cfg = s.cfg
+    phase = phase_of(epoch, cfg.phases)
+    # Seeded per epoch, so a resumed run samples the same actions as an uninterrupted one.
+    gen = torch.Generator(device=s.runtime.device).manual_seed(cfg.seed * 100_003 + epoch)
+    ctx = StepContext(s.net, cfg, s.normalizer, gen)
+    backbone_total = backbone_epochs(cfg.phases) * s.n_batches
+    plan = EpochPlan(
+        phase, epoch, cfg.total_epochs, s.n_batches, progress.backbone_step, backbone_total
+    )
+    t0 = time.perf_counter()
+    batches = s.train_it.batches(epoch, cfg.max_batches)
+    # Stats are this rank's batch means (rank 0's are logged under torchrun).
+    train_log, progress.backbone_step = run_epoch(
+        ctx, s.optimizers, plan, batches, s.runtime, quiet
+    )
+    train_log["seconds"] = time.perf_counter() - t0
+    record = {"epoch": epoch + 1, "phase": phase, "train": train_log}
+    if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.total_epochs:
+        outcomes = collect(s.net, s.test_it.batches(0, _eval_batches(s)), forced=False)
+        record["test"] = agent_summary(outcomes, cfg.agent.alpha, cfg.agent.beta, s.normalizer)
+    progress.history.append(record)
+    progress.epoch = epoch + 1
+    progress.seconds += time.perf_counter() - t0
+    return record
+
+
+def _eval_batches(s: Session) -> int | None:
+    """Batches covering cfg.eval_subset test images (None: all); the final evaluation uses all."""
+    n = s.cfg.eval_subset
+    return None if n is None else max(1, -(-n // s.cfg.eval_batch_size))
+
+
+def _save_progress(s: Session, run_dir: Path, progress: Progress) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    info = {
+        "epoch": progress.epoch,
+        "backbone_step": progress.backbone_step,
+        "history": progress.history,
+        "seconds": progress.seconds,
+        "config": s.cfg.to_dict(),
+    }
+    save_state(run_dir, s.net, s.optimizers, info)
+    _write_json(run_dir / "history.json", progress.history)
+
+
+def _final_metrics(s: Session) -> dict[str, Any]:
+    """Full evaluation (forced actions, oracle, gate) on the test split."""
+    t0 = time.perf_counter()
+    outcomes = collect(s.net, s.test_it.batches(0), forced=True)
+    metrics = full_metrics(outcomes, s.cfg.agent.alpha, s.cfg.agent.beta, s.normalizer)
+    metrics.update(
+        {
+            "checkpoint": {"name": s.cfg.name, "version": s.cfg.version},
+            "dataset": s.cfg.data.dataset,
+            "split": "test",
+            "timing": {
+                "evaluation_seconds": round(time.perf_counter() - t0, 2),
+                "device": str(s.runtime.device),
+            },
+        }
+    )
+    return metrics
+
+
+def _write_checkpoint(
+    s: Session, out: Path, metrics: dict[str, Any], progress: Progress, wall: float
+) -> None:
+    train_record = {
+        "config": s.cfg.to_dict(),
+        "epochs": s.cfg.total_epochs,
+        "train_seconds": progress.seconds,
+        "wall_seconds": wall,
+        "device": str(s.runtime.device),
+        "world_size": s.runtime.world,
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+    }
+    history = (json.dumps(progress.history, indent=1) + "\n").encode()
+    save_checkpoint(
+        out,
+        s.net,
+        name=s.cfg.name,
+        version=s.cfg.version,
+        classes=s.data.train.classes,
+        preprocessing=image_preprocessing(s.data.mean, s.data.std, s.net.config.image_size),
+        metrics=metrics,
+        train=train_record,
+        extra_files={"history.json": history},
+    )
+
+
+def _epoch_line(r: dict) -> str:
+    t = r["train"]
+    parts = [f"epoch {r['epoch']:3d} {r['phase']:8s} loss {t['loss']:.4f}", f"{t['seconds']:.0f}s"]
+    if trains_backbone(r["phase"]) and "accuracy_straight" in t:
+        parts.append(f"train acc straight {t['accuracy_straight']:.3f}")
+    if "reward" in t:
+        parts.append(f"reward {t['reward']:.3f}")
+    if "test" in r:
+        e = r["test"]
+        freq = " ".join(f"{v:.2f}" for v in e["action_frequencies"].values())
+        parts.append(
+            f"test acc {e['accuracy']:.4f} (straight {e['straight_accuracy']:.4f}) "
+            f"evals {e['mean_layer_evaluations']:.2f} actions [{freq}]"
+        )
+    return " | ".join(parts)
+
+
+def _say(runtime: Runtime, quiet: bool, text: str) -> None:
+    if runtime.is_main and not quiet:
+        print(text, flush=True)
+
+
+def _write_json(path: Path, data: Any) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=1) + "\n")
+    tmp.replace(path)

@@ -1,0 +1,30 @@
+"""The three training phases of the thesis and which epoch belongs to which."""
+
+from __future__ import annotations
+
+from training.config import PhaseConfig
+
+BACKBONE, AGENT, JOINT = "backbone", "agent", "joint"
+PHASES = (BACKBONE, AGENT, JOINT)
+
+
+def phase_of(epoch: int, p: PhaseConfig) -> str:
+    """Phase of a 0-based epoch: warm-up backbone, then agent (backbone frozen), then joint."""
+    if epoch < p.warmup_epochs:
+        return BACKBONE
+    if epoch < p.warmup_epochs + p.agent_epochs:
+        return AGENT
+    return JOINT
+
+
+def trains_backbone(phase: str) -> bool:
+    return phase in (BACKBONE, JOINT)
+
+
+def trains_agent(phase: str) -> bool:
+    return phase in (AGENT, JOINT)
+
+
+def backbone_epochs(p: PhaseConfig) -> int:
+    """Epochs in which the backbone's lr schedule advances."""
+    return p.warmup_epochs + p.joint_epochs

@@ -1,0 +1,56 @@
+"""Policy-gradient pieces for the agent: bounded sampling, self-critical REINFORCE, entropy.
+
+The reward is not differentiable (a correctness bit and a sampled action), so "CE − γ·R" gives
+the agent no gradient by itself. The agent's term is the score-function estimator
+    L_agent = −γ · mean[(R(a_sampled) − R(a_greedy)) · log p̃(a_sampled)] − η · mean[H(p)]
+with the greedy action's reward as a self-critical baseline (BlockDrop) and p̃ the bounded
+behaviour policy p̃ = (1−ε)·p + ε/4 actually sampled from (so no action ever starves).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class PolicyLoss:
+    loss: torch.Tensor  # scalar, differentiable w.r.t. the agent only
+    entropy: torch.Tensor  # scalar, detached
+    advantage: torch.Tensor  # scalar mean advantage, detached
+
+
+def bounded_probs(agent_logits: torch.Tensor, prob_floor: float) -> torch.Tensor:
+    """(B, A) logits → (B, A) probabilities mixed with ε of uniform: each ≥ ε/A."""
+    probs = agent_logits.softmax(dim=-1)
+    return (1.0 - prob_floor) * probs + prob_floor / probs.shape[-1]
+
+
+def sample_actions(
+    agent_logits: torch.Tensor, prob_floor: float, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """One action per sample from the bounded policy; (B, A) → long (B,)."""
+    probs = bounded_probs(agent_logits.detach(), prob_floor)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(1)
+
+
+def greedy_actions(agent_logits: torch.Tensor) -> torch.Tensor:
+    return agent_logits.argmax(dim=-1)
+
+
+def policy_loss(
+    agent_logits: torch.Tensor,
+    actions: torch.Tensor,
+    advantage: torch.Tensor,
+    gamma: float,
+    entropy_weight: float,
+    prob_floor: float,
+) -> PolicyLoss:
+    """REINFORCE loss. agent_logits (B, A) with grad; actions long (B,); advantage float (B,)."""
+    log_probs = bounded_probs(agent_logits, prob_floor).log()  # (B, A)
+    chosen = log_probs.gather(1, actions[:, None]).squeeze(1)  # (B,)
+    probs = agent_logits.softmax(dim=-1)
+    entropy = -(probs * agent_logits.log_softmax(dim=-1)).sum(dim=-1).mean()
+    loss = -gamma * (advantage.detach() * chosen).mean() - entropy_weight * entropy
+    return PolicyLoss(loss, entropy.detach(), advantage.detach().mean())

@@ -1,0 +1,147 @@
+"""One training step per phase: losses and per-batch statistics (no optimizer calls here).
+
+Shapes: x (B, 3, H, W) normalised, y (B,) long; logits (B, C); agent_logits (B, 4).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from model.actions import N_ACTIONS
+from model.network import DynaLayNet, ForwardOutput, StraightPass
+from training.config import TrainConfig
+from training.policy import greedy_actions, policy_loss, sample_actions
+from training.reward import reward
+
+
+@dataclass(frozen=True)
+class StepContext:
+    net: DynaLayNet
+    cfg: TrainConfig
+    cost_normalizer: float  # layer evaluations that count as cost 1 in the reward
+    generator: torch.Generator  # action sampling
+
+
+@dataclass(frozen=True)
+class StepResult:
+    loss: torch.Tensor  # scalar to backpropagate
+    stats: dict[str, float]  # batch means, for the epoch log
+    greedy: torch.Tensor  # (B,) the agent's greedy choice (logged as action frequencies)
+
+
+def backbone_step(ctx: StepContext, x: torch.Tensor, y: torch.Tensor) -> StepResult:
+    """Phase 1: the straight pass and a random looped action, so every mode learns.
+
+    Loss = w_s·CE(straight) + w_l·CE(looped). A low w_s lets the looped modes become a stronger
+    function than one pass (design §7), which is what gives the agent something to choose.
+    """
+    p = ctx.cfg.phases
+    straight = ctx.net.straight(x)
+    actions = _random_loop_actions(y.shape[0], p.loop_actions, ctx.generator, y.device)
+    out = ctx.net.recompute(straight, actions)
+    ce_straight = _ce(ctx, straight.logits, y)
+    ce_loop = _ce(ctx, out.logits, y)
+    loss = p.straight_weight * ce_straight + p.loop_weight * ce_loop
+    stats = {
+        "loss": loss.item(),
+        "ce_straight": ce_straight.item(),
+        "ce_loop": ce_loop.item(),
+        "accuracy_straight": _acc(straight.logits, y),
+        "accuracy_loop": _acc(out.logits, y),
+        "iterations_loop": out.iterations.float().mean().item(),
+        "layer_evaluations": out.layer_evaluations.float().mean().item(),
+    }
+    return StepResult(loss, stats, greedy_actions(out.agent_logits.detach()))
+
+
+def agent_step(ctx: StepContext, x: torch.Tensor, y: torch.Tensor) -> StepResult:
+    """Phase 2: backbone frozen (no graph through it), agent trained by REINFORCE."""
+    with torch.no_grad():
+        straight = ctx.net.straight(x)
+    agent_logits = ctx.net.agent(straight.profile)  # profile is detached by the model
+    pg, sampled, greedy, out_s, r_s = _policy_terms(ctx, straight, agent_logits, y, grad=False)
+    stats = {
+        "loss": pg.loss.item(),
+        "accuracy": _acc(out_s.logits, y),
+        **_policy_stats(pg, sampled, r_s, out_s),
+    }
+    return StepResult(pg.loss, stats, greedy)
+
+
+def joint_step(ctx: StepContext, x: torch.Tensor, y: torch.Tensor) -> StepResult:
+    """Phase 3: total loss = CE − γ·R, realised as CE on the sampled action's output (backbone)
+    plus the REINFORCE term (agent only: its input is detached, so it cannot move the backbone).
+    """
+    p = ctx.cfg.phases
+    straight = ctx.net.straight(x)
+    agent_logits = ctx.net.agent(straight.profile)
+    pg, sampled, greedy, out_s, r_s = _policy_terms(ctx, straight, agent_logits, y, grad=True)
+    ce_straight = _ce(ctx, straight.logits, y)
+    ce = _ce(ctx, out_s.logits, y)
+    loss = p.loop_weight * ce + p.straight_weight * ce_straight + pg.loss
+    stats = {
+        "loss": loss.item(),
+        "ce": ce.item(),
+        "ce_straight": ce_straight.item(),
+        "accuracy": _acc(out_s.logits, y),
+        "accuracy_straight": _acc(straight.logits, y),
+        **_policy_stats(pg, sampled, r_s, out_s),
+    }
+    return StepResult(loss, stats, greedy)
+
+
+STEPS = {"backbone": backbone_step, "agent": agent_step, "joint": joint_step}
+
+
+def _policy_terms(ctx, straight: StraightPass, agent_logits, y, grad: bool):
+    """Samples actions, measures their reward and the greedy baseline's, builds the PG loss."""
+    a = ctx.cfg.agent
+    sampled = sample_actions(agent_logits, a.prob_floor, ctx.generator)
+    greedy = greedy_actions(agent_logits.detach())
+    with torch.set_grad_enabled(grad):
+        out_s = ctx.net.recompute(straight, sampled, agent_logits.detach())
+    r_s = _reward(ctx, out_s, y)
+    with torch.no_grad():
+        # Baseline: reward of the greedy action. Where it equals the sampled one the advantage is
+        # 0, so only the differing samples are recomputed (the rest run as straight: free).
+        differ = greedy != sampled
+        out_g = ctx.net.recompute(straight, torch.where(differ, greedy, 0), agent_logits.detach())
+        r_g = torch.where(differ, _reward(ctx, out_g, y, greedy), r_s)
+    pg = policy_loss(agent_logits, sampled, r_s - r_g, a.gamma, a.entropy, a.prob_floor)
+    return pg, sampled, greedy, out_s, r_s
+
+
+def _reward(ctx, out: ForwardOutput, y, actions=None) -> torch.Tensor:
+    a = ctx.cfg.agent
+    correct = out.logits.detach().argmax(1) == y
+    acts = out.actions if actions is None else actions
+    return reward(correct, acts, out.layer_evaluations, a.alpha, a.beta, ctx.cost_normalizer)
+
+
+def _policy_stats(pg, sampled, r_s, out_s: ForwardOutput) -> dict[str, float]:
+    freq = torch.bincount(sampled, minlength=N_ACTIONS).float() / sampled.numel()
+    return {
+        "reward": r_s.mean().item(),
+        "advantage": pg.advantage.item(),
+        "entropy": pg.entropy.item(),
+        "layer_evaluations": out_s.layer_evaluations.float().mean().item(),
+        **{f"sampled_{i}": freq[i].item() for i in range(N_ACTIONS)},
+    }
+
+
+def _random_loop_actions(b: int, mode: str, gen: torch.Generator, device) -> torch.Tensor:
+    """Looped actions 1..3: one per sample, or one shared by the batch (cheaper grouping)."""
+    n = b if mode == "sample" else 1
+    acts = torch.randint(1, N_ACTIONS, (n,), generator=gen, device=gen.device).to(device)
+    return acts.expand(b).contiguous()
+
+
+def _ce(ctx: StepContext, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(logits, y, label_smoothing=ctx.cfg.optim.label_smoothing)
+
+
+def _acc(logits: torch.Tensor, y: torch.Tensor) -> float:
+    return (logits.detach().argmax(1) == y).float().mean().item()

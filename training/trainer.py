@@ -1,0 +1,95 @@
+"""The epoch loop: batches → phase step → backward → (gradient average) → optimizer steps."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import torch
+from tqdm import tqdm
+
+from model.actions import ACTIONS, N_ACTIONS
+from training.distributed import Runtime, average_gradients
+from training.optim import set_lr
+from training.phases import trains_agent, trains_backbone
+from training.schedule import lr_factor
+from training.steps import STEPS, StepContext
+
+
+@dataclass
+class EpochPlan:
+    phase: str
+    epoch: int  # 0-based
+    total_epochs: int
+    n_batches: int
+    backbone_step: int  # backbone optimizer steps taken before this epoch
+    backbone_total: int  # backbone steps over the whole run (for the lr schedule)
+
+
+def run_epoch(
+    ctx: StepContext,
+    optimizers: dict[str, torch.optim.Optimizer],
+    plan: EpochPlan,
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    runtime: Runtime,
+    quiet: bool = False,
+) -> tuple[dict, int]:
+    """Trains one epoch; returns (epoch log, backbone steps taken so far)."""
+    o = ctx.cfg.optim
+    step_fn = STEPS[plan.phase]
+    ctx.net.train()
+    sums: dict[str, float] = defaultdict(float)
+    greedy_counts = torch.zeros(N_ACTIONS, dtype=torch.long)
+    n = 0
+    bar = tqdm(
+        batches,
+        total=plan.n_batches,
+        desc=f"epoch {plan.epoch + 1}/{plan.total_epochs} {plan.phase}",
+        disable=quiet or not runtime.is_main,
+        leave=False,
+        dynamic_ncols=True,
+    )
+    step = plan.backbone_step
+    lr = optimizers["backbone"].param_groups[0]["lr"]
+    for x, y in bar:
+        if trains_backbone(plan.phase):
+            lr = o.lr * lr_factor(
+                step, plan.backbone_total, o.schedule, o.warmup_frac, o.final_lr_frac
+            )
+            set_lr(optimizers["backbone"], lr)
+        for opt in optimizers.values():
+            opt.zero_grad(set_to_none=True)
+        result = step_fn(ctx, x, y)
+        result.loss.backward()
+        _apply(ctx, optimizers, plan.phase, runtime)
+        if trains_backbone(plan.phase):
+            step += 1
+        for key, value in result.stats.items():
+            sums[key] += value
+        greedy_counts += torch.bincount(result.greedy.cpu(), minlength=N_ACTIONS)
+        n += 1
+        bar.set_postfix(loss=f"{result.stats['loss']:.3f}", refresh=False)
+    log = {key: value / max(n, 1) for key, value in sums.items()}
+    log["lr"] = lr
+    log["batches"] = n
+    total = max(int(greedy_counts.sum()), 1)
+    log["greedy_action_frequencies"] = {
+        name: int(greedy_counts[a]) / total for a, name in enumerate(ACTIONS)
+    }
+    sampled = {n: log.pop(f"sampled_{a}") for a, n in enumerate(ACTIONS) if f"sampled_{a}" in log}
+    if sampled:
+        log["sampled_action_frequencies"] = sampled
+    return log, step
+
+
+def _apply(ctx: StepContext, optimizers, phase: str, runtime: Runtime) -> None:
+    net, o = ctx.net, ctx.cfg.optim
+    if trains_backbone(phase):
+        average_gradients(net.backbone.parameters(), runtime)
+        if o.grad_clip:
+            torch.nn.utils.clip_grad_norm_(net.backbone.parameters(), o.grad_clip)
+        optimizers["backbone"].step()
+    if trains_agent(phase):
+        average_gradients(net.agent.parameters(), runtime)
+        optimizers["agent"].step()
