@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 PORT   ?= 8000
 
-.PHONY: install serve test lint format bench-serve clean
+.PHONY: install serve test lint format bench-serve reliability reliability-soak clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -36,6 +36,14 @@ format: $(STAMP)
 ## make bench-serve: load-test a local server with real images (adaptive vs forced actions)
 bench-serve: $(STAMP)
 	$(PY) -m service.bench --model-dir checkpoints --out reports/bench_serve.json
+
+## make reliability: fuzzing, hostile corpus, 4x overload, SIGTERM drain, model faults, limits
+reliability: $(STAMP)
+	timeout 900 $(PY) -m pytest tests/reliability -q -m "not slow"
+
+## make reliability-soak: the above plus minutes of overload with an RSS drift check
+reliability-soak: $(STAMP)
+	timeout 1800 $(PY) -m pytest tests/reliability -q
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

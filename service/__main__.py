@@ -1,33 +1,41 @@
 """`python -m service`: serve the model repository with uvicorn (one worker, one process).
 
 One worker keeps memory predictable and the Prometheus metrics in one process; scale by
-running more containers.
+running more containers. Exit status: 0 after a drained shutdown, 3 when models failed to load.
 """
 
 from __future__ import annotations
 
 import logging
+import math
+import sys
 
 import uvicorn
 
 from service.app import create_app
+from service.server import DrainingServer
 from service.settings import Settings
 
 
-def main() -> None:
+def main() -> int:
     settings = Settings()
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    uvicorn.run(
-        create_app(settings),
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app,
         host=settings.host,
         port=settings.port,
         workers=1,
         log_level=settings.log_level,
-        timeout_graceful_shutdown=10,  # finish in-flight requests, within compose's 10 s stop
+        # Accepted requests finish within this; it bounds uvicorn's wait for connections.
+        timeout_graceful_shutdown=math.ceil(settings.shutdown_grace_s),
     )
+    server = DrainingServer(config, app.state.dynalay, settings.drain_delay_s)
+    server.run()
+    return server.exit_code
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -13,7 +13,7 @@ from typing import TypeVar
 from starlette.requests import Request
 
 from service.auth import check_api_key
-from service.errors import ServiceError, retry_later
+from service.errors import CLOSE, ServiceError, retry_later
 from service.state import ServiceState
 
 T = TypeVar("T")
@@ -26,7 +26,8 @@ def admit(request: Request, state: ServiceState) -> float:
     key = settings.api_key.get_secret_value() if settings.api_key else None
     check_api_key(request.headers, key)
     if not state.ready:
-        why = state.load_error or "models are loading"
+        # Before anything is read: a refusal here means the request was never accepted.
+        why = state.not_ready_reason()
         raise retry_later(503, f"the service is not ready: {why}", settings.retry_after_s)
     return deadline
 
@@ -38,4 +39,6 @@ async def body_before(deadline: float, reading: Awaitable[T]) -> T:
         async with asyncio.timeout_at(loop.time() + (deadline - time.monotonic())):
             return await reading
     except TimeoutError:
-        raise ServiceError(408, "the request body did not arrive within the deadline") from None
+        raise ServiceError(
+            408, "the request body did not arrive within the deadline", CLOSE
+        ) from None

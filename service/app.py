@@ -2,7 +2,8 @@
 
 Nothing heavy happens at import or in the factory. The lifespan starts loading the model
 repository in the background, so /healthz answers (and /readyz says 503) while checkpoints load
-and warm up; /readyz turns 200 once every model is ready.
+and warm up; /readyz turns 200 once every model is ready. On shutdown the lifespan drains: it
+refuses new predictions and lets every batcher finish its queue within DYNALAY_SHUTDOWN_GRACE_S.
 """
 
 from __future__ import annotations
@@ -15,16 +16,15 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 
-from service.batcher import MicroBatcher
-from service.engines import Engine, EngineFactory, get_engine_factory
+from service.engines import EngineFactory, get_engine_factory
 from service.errors import install_error_handlers
+from service.loading import load_models
 from service.metrics import Metrics
 from service.middleware import PredictionMetricsMiddleware
 from service.oip import router as oip_router
-from service.repository import discover, input_pipeline, load_engine, resolve_device
 from service.routes import is_prediction_path, router
 from service.settings import Settings
-from service.state import ServedModel, ServiceState
+from service.state import ServiceState
 
 log = logging.getLogger(__name__)
 
@@ -50,16 +50,16 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        loading = asyncio.create_task(_load_models(state, factory), name="load-models")
+        state.reset()
+        loading = asyncio.create_task(load_models(state, factory), name="load-models")
         try:
             yield
         finally:
-            state.ready = False
+            state.begin_drain()
             loading.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await loading
-            for served in state.models.values():
-                await served.batcher.stop()
+            await _drain(state)
 
     app = FastAPI(
         title="DynaLay Serve",
@@ -77,42 +77,13 @@ def create_app(
     return app
 
 
-async def _load_models(state: ServiceState, factory: EngineFactory) -> None:
-    settings = state.settings
-    try:
-        device = resolve_device(settings.device)
-        for directory in discover(settings.model_dir):
-            engine = await asyncio.to_thread(
-                load_engine, factory, directory, device, settings.warmup
-            )
-            _serve(state, engine)
-    except Exception as exc:
-        state.load_error = f"model loading failed: {type(exc).__name__}: {exc}"
-        log.exception("model loading failed; the service will not become ready")
-        return
-    state.ready = True
-    log.info("ready: %s", ", ".join(state.models))
-
-
-def _serve(state: ServiceState, engine: Engine) -> None:
-    settings, name = state.settings, engine.meta.name
-    if name in state.models:
-        raise ValueError(
-            f"two checkpoints are named {name!r}: {engine.meta.directory} and "
-            f"{state.models[name].meta.directory}"
-        )
-    image_spec, text_encoder = input_pipeline(engine)
-    batcher = MicroBatcher(
-        engine,
-        state.metrics,
-        max_batch_size=settings.max_batch_size,
-        max_delay_s=settings.max_queue_delay_ms / 1000.0,
-        max_queue=settings.max_queue,
-        retry_after_s=settings.retry_after_s,
-    )
-    batcher.start()
-    state.models[name] = ServedModel(engine, batcher, image_spec, text_encoder)
-    state.metrics.register_model(name, engine.meta.version, engine.name, engine.device)
+async def _drain(state: ServiceState) -> None:
+    """Let every batcher finish its queue, all within one grace period, then stop them."""
+    grace_s = state.settings.shutdown_grace_s
+    batchers = [served.batcher for served in state.models.values()]
+    await asyncio.gather(*(batcher.stop(grace_s) for batcher in batchers))
+    answered = state.metrics.answers_by_status()
+    log.info("drained; prediction answers by status over this run: %s", answered)
 
 
 def _default_registry() -> CollectorRegistry:

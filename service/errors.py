@@ -27,6 +27,11 @@ class ServiceError(Exception):
         self.headers = headers or {}
 
 
+# For answers given before the body was read to its end: the connection cannot carry another
+# request, and closing it stops a client from streaming the rest of an oversized body into it.
+CLOSE = {"Connection": "close"}
+
+
 def retry_later(status: int, message: str, retry_after_s: int) -> ServiceError:
     """A 503-style error that tells the client when to come back."""
     return ServiceError(status, message, {"Retry-After": str(retry_after_s)})

@@ -124,6 +124,16 @@ class Metrics:
         if seconds is not None:
             self.request_duration.labels(model).observe(seconds)
 
+    def answers_by_status(self) -> dict[str, int]:
+        """Prediction answers so far by HTTP status, over all models (the shutdown log line)."""
+        totals: dict[str, int] = {}
+        for family in self.requests.collect():
+            for sample in family.samples:
+                if sample.name.endswith("_total"):
+                    status = sample.labels["status"]
+                    totals[status] = totals.get(status, 0) + int(sample.value)
+        return dict(sorted(totals.items()))
+
     def observe_prediction(
         self,
         model: str,

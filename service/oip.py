@@ -24,6 +24,13 @@ from service.engines import EngineInput
 from service.errors import ServiceError, describe_validation_errors
 from service.payload import PredictInput, read_body
 from service.predict import observe
+from service.schemas import (
+    LiveResponse,
+    ModelReadyResponse,
+    ServerReadyResponse,
+    error_responses,
+    inline_json_schema,
+)
 from service.state import ServedModel, ServiceState
 from service.text import EncodedText, validate_text
 
@@ -55,17 +62,21 @@ class InferRequest(BaseModel):
     inputs: list[InferInput] = Field(min_length=1, max_length=1)
 
 
-@router.get("/health/live")
+@router.get("/health/live", response_model=LiveResponse, responses={503: {"model": LiveResponse}})
 async def live(state: StateDep) -> JSONResponse:
     return JSONResponse({"live": state.load_error is None}, 200 if not state.load_error else 503)
 
 
-@router.get("/health/ready")
+@router.get(
+    "/health/ready",
+    response_model=ServerReadyResponse,
+    responses={503: {"model": ServerReadyResponse}},
+)
 async def ready(state: StateDep) -> JSONResponse:
     return JSONResponse({"ready": state.ready}, status_code=200 if state.ready else 503)
 
 
-@router.get("/models/{name}")
+@router.get("/models/{name}", responses=error_responses(404, 422))
 async def metadata(name: str, state: StateDep) -> dict:
     served = _model(state, name)
     meta = served.meta
@@ -89,13 +100,26 @@ async def metadata(name: str, state: StateDep) -> dict:
     }
 
 
-@router.get("/models/{name}/ready")
+@router.get(
+    "/models/{name}/ready",
+    response_model=ModelReadyResponse,
+    responses={503: {"model": ModelReadyResponse}} | error_responses(422),
+)
 async def model_ready(name: str, state: StateDep) -> JSONResponse:
     ok = state.ready and name in state.models
     return JSONResponse({"name": name, "ready": ok}, status_code=200 if ok else 503)
 
 
-@router.post("/models/{name}/infer")
+@router.post(
+    "/models/{name}/infer",
+    responses=error_responses(400, 401, 404, 408, 413, 422, 500, 503, 504),
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": inline_json_schema(InferRequest)}},
+        }
+    },
+)
 async def infer(name: str, request: Request, state: StateDep) -> dict:
     deadline = admit(request, state)
     served = _model(state, name)
@@ -103,9 +127,9 @@ async def infer(name: str, request: Request, state: StateDep) -> dict:
     body = await body_before(deadline, read_body(request, state.settings.max_body_bytes))
     infer_request = _parse(body)
     action = _action(infer_request.parameters)
+    _check_batch(infer_request.inputs[0], state.settings.max_batch_size)
+    served.batcher.check_room()
     samples = await asyncio.to_thread(_samples, served, infer_request.inputs[0], state)
-    if len(samples) > state.settings.max_batch_size:
-        raise ServiceError(413, f"at most {state.settings.max_batch_size} samples per request")
     done = await asyncio.gather(
         *(served.batcher.submit(EngineInput(x, action), deadline) for x in samples)
     )
@@ -140,6 +164,14 @@ def _action(parameters: dict[str, Any]) -> int | None:
     return ACTIONS.index(action)
 
 
+def _check_batch(tensor: InferInput, max_batch_size: int) -> None:
+    """Refuse an oversized batch before decoding any of it (decoding is the expensive part)."""
+    claimed = tensor.shape[0] if tensor.shape else 0
+    items = len(tensor.data) if tensor.datatype == "BYTES" else 0
+    if max(claimed, items) > max_batch_size:
+        raise ServiceError(413, f"at most {max_batch_size} samples per request")
+
+
 def _samples(served: ServedModel, tensor: InferInput, state: ServiceState) -> list[np.ndarray]:
     """Blocking (decoding, tokenizing): the per-sample arrays the engine takes."""
     modality, kind = served.meta.modality, (tensor.name, tensor.datatype)
@@ -157,7 +189,8 @@ def _fp32_images(served: ServedModel, tensor: InferInput) -> np.ndarray:
     spec = served.image_spec
     assert spec is not None
     expected = [3, spec.height, spec.width]
-    if len(tensor.shape) != 4 or tensor.shape[1:] != expected:
+    # reshape() would accept a -1 batch dimension: insist on a real, positive one.
+    if len(tensor.shape) != 4 or tensor.shape[1:] != expected or tensor.shape[0] < 1:
         raise ServiceError(400, f"`input` must have shape [B, {', '.join(map(str, expected))}]")
     try:
         array = np.asarray(tensor.data, dtype=np.float32).reshape(tensor.shape)

@@ -18,13 +18,14 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import ClientDisconnect, Request
 
 from model.actions import ACTIONS
-from service.errors import ServiceError, describe_validation_errors
+from service.errors import CLOSE, ServiceError, describe_validation_errors
 from service.schemas import PredictJSON
 
 JSON = "application/json"
 MULTIPART = "multipart/form-data"
 ACCEPTED_TYPES = f"{JSON} ({{'image': base64}} or {{'text': ...}}) or {MULTIPART} (field `file`)"
 FORM_FIELDS = ("file", "model", "action")
+MAX_MODEL_NAME = 128  # as PredictJSON.model
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,7 @@ async def read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None:
         if not declared.strip().isdigit():
-            raise ServiceError(400, f"invalid Content-Length {declared[:32]!r}")
+            raise ServiceError(400, f"invalid Content-Length {declared[:32]!r}", CLOSE)
         if int(declared) > limit:
             raise _too_large(int(declared), limit)
     chunks, size = [], 0
@@ -97,22 +98,30 @@ async def parse_multipart(headers: Headers, body: bytes) -> PredictInput:
     except MultiPartException as exc:
         raise ServiceError(400, f"malformed multipart body: {exc.message}") from None
     try:
-        unknown = sorted(set(form.keys()) - set(FORM_FIELDS))
-        if unknown:
-            raise ServiceError(
-                422, f"unknown form field(s) {unknown[:5]}; accepted: {', '.join(FORM_FIELDS)}"
-            )
+        _check_field_names([name for name, _ in form.multi_items()])
         upload = form.get("file")
         if not isinstance(upload, UploadFile):
             raise ServiceError(422, "multipart body needs a file field `file` holding the image")
         return PredictInput(
             "image",
             image=await upload.read(),
-            model=_text_field(form.get("model"), "model"),
+            model=_model_field(form.get("model")),
             action=_action_field(form.get("action")),
         )
     finally:
         await form.close()
+
+
+def _check_field_names(names: list[str]) -> None:
+    unknown = sorted(set(names) - set(FORM_FIELDS))
+    if unknown:
+        raise ServiceError(
+            422, f"unknown form field(s) {unknown[:5]}; accepted: {', '.join(FORM_FIELDS)}"
+        )
+    # A repeated field is ambiguous (which one counts?): refuse rather than pick one.
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise ServiceError(422, f"form field(s) {repeated} given more than once")
 
 
 def decode_base64_image(data: str) -> bytes:
@@ -133,6 +142,13 @@ def _text_field(value: object, name: str) -> str | None:
     return value
 
 
+def _model_field(value: object) -> str | None:
+    model = _text_field(value, "model")
+    if model is not None and len(model) > MAX_MODEL_NAME:
+        raise ServiceError(422, f"form field `model` is longer than {MAX_MODEL_NAME} characters")
+    return model
+
+
 def _action_field(value: object) -> str | None:
     action = _text_field(value, "action")
     if action is not None and action not in ACTIONS:
@@ -145,7 +161,7 @@ def _media_type(headers: Headers) -> str:
 
 
 def _too_large(size: int, limit: int) -> ServiceError:
-    return ServiceError(413, f"the body is {size}+ bytes; the limit is {limit} bytes")
+    return ServiceError(413, f"the body is {size}+ bytes; the limit is {limit} bytes", CLOSE)
 
 
 async def _replay(body: bytes) -> AsyncGenerator[bytes, None]:

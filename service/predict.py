@@ -31,6 +31,7 @@ async def predict(request: Request, state: ServiceState) -> PredictResponse:
         validate_text(payload.text, settings.max_text_bytes)
     served = state.resolve(payload.model, payload.modality)
     request.state.model = served.name  # the `model` label of dynalay_requests_total
+    served.batcher.check_room()
     in_progress = state.metrics.requests_in_progress.labels(served.name)
     in_progress.inc()
     try:

@@ -6,15 +6,19 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from model.actions import ACTIONS
 from service.deps import StateDep
+from service.payload import MAX_MODEL_NAME
 from service.predict import predict as run_prediction
 from service.schemas import (
-    ErrorResponse,
+    HealthResponse,
     ModelInfo,
     ModelsResponse,
     PredictJSON,
     PredictResponse,
     ReadyResponse,
+    error_responses,
+    inline_json_schema,
 )
 
 
@@ -25,34 +29,21 @@ def is_prediction_path(path: str) -> bool:
 
 router = APIRouter()
 
-_ERRORS = {
-    code: {"model": ErrorResponse, "description": what}
-    for code, what in {
-        400: "undecodable input",
-        401: "missing or wrong API key",
-        408: "the body did not arrive within the deadline",
-        404: "unknown model",
-        413: "body, image or text too large",
-        415: "unsupported content type",
-        422: "schema error",
-        503: "not ready or overloaded (see Retry-After)",
-        504: "deadline passed before an answer",
-    }.items()
-}
+PREDICT_ERRORS = error_responses(400, 401, 404, 408, 413, 415, 422, 500, 503, 504)
 
 _PREDICT_BODY = {
     "requestBody": {
         "required": True,
         "content": {
-            "application/json": {"schema": PredictJSON.model_json_schema()},
+            "application/json": {"schema": inline_json_schema(PredictJSON)},
             "multipart/form-data": {
                 "schema": {
                     "type": "object",
                     "required": ["file"],
                     "properties": {
                         "file": {"type": "string", "format": "binary"},
-                        "model": {"type": "string"},
-                        "action": {"type": "string"},
+                        "model": {"type": "string", "maxLength": MAX_MODEL_NAME},
+                        "action": {"type": "string", "enum": list(ACTIONS)},
                     },
                 }
             },
@@ -65,7 +56,7 @@ _PREDICT_BODY = {
     "/predict",
     response_model=PredictResponse,
     response_model_exclude_none=True,
-    responses=_ERRORS,
+    responses=PREDICT_ERRORS,
     openapi_extra=_PREDICT_BODY,
 )
 async def predict(request: Request, state: StateDep) -> PredictResponse:
@@ -73,7 +64,7 @@ async def predict(request: Request, state: StateDep) -> PredictResponse:
     return await run_prediction(request, state)
 
 
-@router.get("/healthz")
+@router.get("/healthz", response_model=HealthResponse, responses=error_responses(503))
 async def healthz(state: StateDep) -> JSONResponse:
     """Liveness: the process answers. Fails only when model loading failed for good."""
     if state.load_error:
@@ -83,12 +74,14 @@ async def healthz(state: StateDep) -> JSONResponse:
 
 @router.get("/readyz", response_model=ReadyResponse, responses={503: {"model": ReadyResponse}})
 async def readyz(state: StateDep) -> JSONResponse:
-    """Readiness: every model loaded and warmed up."""
+    """Readiness: every loadable model loaded and warmed up, and not shutting down."""
+    body: dict = {"ready": state.ready, "models": list(state.models)}
+    if state.failed:
+        body["failed"] = state.failed
     if state.ready:
-        return JSONResponse({"ready": True, "models": list(state.models)})
-    why = state.load_error or "models are loading"
+        return JSONResponse(body)
     return JSONResponse(
-        {"ready": False, "models": list(state.models), "error": why},
+        body | {"error": state.not_ready_reason()},
         status_code=503,
         headers={"Retry-After": str(state.settings.retry_after_s)},
     )

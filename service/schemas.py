@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -53,6 +53,46 @@ class ErrorResponse(BaseModel):
     error: str
 
 
+ERROR_MEANINGS = {
+    400: "undecodable input (bad JSON, base64, image bytes, multipart, Content-Length)",
+    401: "missing or wrong API key",
+    404: "unknown model",
+    408: "the body did not arrive within the deadline",
+    413: "body, image or text too large",
+    415: "unsupported content type",
+    422: "schema error",
+    500: "the batch holding this request failed, or the model's scores were not finite",
+    503: "not ready, shutting down or overloaded (see Retry-After)",
+    504: "deadline passed before an answer",
+}
+
+
+def inline_json_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """The model's JSON schema with its `$defs` inlined, for hand-written OpenAPI bodies.
+
+    A `#/$defs/...` reference would resolve against the OpenAPI document, which has no `$defs`.
+    """
+    schema = model.model_json_schema()
+    defs = schema.pop("$defs", {})
+
+    def resolve(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref", "")
+            if ref.startswith("#/$defs/"):
+                return resolve(defs[ref.removeprefix("#/$defs/")])
+            return {key: resolve(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [resolve(item) for item in node]
+        return node
+
+    return resolve(schema)
+
+
+def error_responses(*codes: int) -> dict[int | str, dict]:
+    """OpenAPI `responses=` entries for these error codes, all with the `{"error": ...}` body."""
+    return {code: {"model": ErrorResponse, "description": ERROR_MEANINGS[code]} for code in codes}
+
+
 class ModelInfo(BaseModel):
     name: str
     version: str
@@ -71,4 +111,24 @@ class ModelsResponse(BaseModel):
 class ReadyResponse(BaseModel):
     ready: bool
     models: list[str] = []
+    failed: dict[str, str] = Field(
+        default_factory=dict, description="models left out (DYNALAY_ON_LOAD_ERROR=skip) → why"
+    )
     error: str | None = None
+
+
+class HealthResponse(BaseModel):
+    status: str
+
+
+class LiveResponse(BaseModel):
+    live: bool
+
+
+class ServerReadyResponse(BaseModel):
+    ready: bool
+
+
+class ModelReadyResponse(BaseModel):
+    name: str
+    ready: bool

@@ -27,12 +27,21 @@ class Settings(BaseSettings):
     device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: CUDA when present, else CPU
     engine: str = "torch"  # a name in service.engines.ENGINES (onnx plugs in there)
     warmup: bool = True  # run every action once per model before /readyz turns 200
+    # A checkpoint that fails to load: "fail" serves nothing (`python -m service` exits 3);
+    # "skip" serves the other models and reports that one as not ready.
+    on_load_error: Literal["fail", "skip"] = "fail"
 
     max_batch_size: int = Field(32, ge=1)
     max_queue_delay_ms: float = Field(2.0, ge=0)  # batching window, timed from the oldest request
     max_queue: int = Field(256, ge=1)  # queued requests per model; beyond this: 503 + Retry-After
     request_timeout_ms: float = Field(10_000, gt=0)  # deadline from arrival; past it: 504
     retry_after_s: int = Field(1, ge=0)  # the Retry-After we send with 503s
+
+    # SIGTERM: /readyz turns 503 and new predictions get 503 for drain_delay_s (load balancers
+    # notice), then the listener closes and accepted requests get shutdown_grace_s to finish.
+    # Their sum stays below compose's stop_grace_period (30 s).
+    drain_delay_s: float = Field(1.0, ge=0)
+    shutdown_grace_s: float = Field(15.0, gt=0)
 
     max_body_bytes: int = Field(10 * 1024 * 1024, ge=1)  # whole request body; beyond: 413
     max_image_pixels: int = Field(40_000_000, ge=1)  # width × height before decoding (bombs)
@@ -41,7 +50,7 @@ class Settings(BaseSettings):
 
     api_key: SecretStr | None = None  # when set, /predict requires it (X-API-Key or Bearer)
 
-    @field_validator("log_level", "device", mode="before")
+    @field_validator("log_level", "device", "on_load_error", mode="before")
     @classmethod
     def _lower_case(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value

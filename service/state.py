@@ -51,13 +51,37 @@ class ServiceState:
     metrics: Metrics
     models: dict[str, ServedModel] = field(default_factory=dict)
     ready: bool = False
-    load_error: str | None = None
+    load_error: str | None = None  # set when nothing will be served (DYNALAY_ON_LOAD_ERROR=fail)
+    failed: dict[str, str] = field(default_factory=dict)  # skipped model directory -> why
+    draining: bool = False  # SIGTERM received: refuse new work, finish what was accepted
     started: float = field(default_factory=time.monotonic)
+
+    def reset(self) -> None:
+        """Forget a previous run: an app's lifespan may start again after a shutdown."""
+        self.models.clear()
+        self.failed.clear()
+        self.ready = self.draining = False
+        self.load_error = None
+
+    def begin_drain(self) -> None:
+        """Turn not-ready and refuse new predictions; accepted ones still finish.
+
+        Called from a signal handler: it only flips flags, which is safe there.
+        """
+        self.draining = True
+        self.ready = False
+
+    def not_ready_reason(self) -> str:
+        if self.draining:
+            return "the service is shutting down"
+        return self.load_error or "models are loading"
 
     def resolve(self, name: str | None, modality: str) -> ServedModel:
         """The model a request asked for, or the only one of its modality."""
         if name is not None:
             served = self.models.get(name)
+            if served is None and name in self.failed:
+                raise ServiceError(503, f"model {name[:64]!r} is not ready: {self.failed[name]}")
             if served is None:
                 raise ServiceError(404, f"unknown model {name[:64]!r}; loaded: {self._names()}")
             if served.meta.modality != modality:

@@ -6,7 +6,8 @@ import time
 from pathlib import Path
 
 import pytest
-from deploy_helpers import (
+
+from tests.deploy.deploy_helpers import (
     CIFAR_CLASSES,
     CIFAR_MEAN,
     CIFAR_STD,

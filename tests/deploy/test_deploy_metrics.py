@@ -3,8 +3,14 @@ the exposition passes `promtool check metrics`."""
 
 from __future__ import annotations
 
-from deploy_helpers import alert_expressions, dashboard_queries, exposed_names, metric_names, run
-from deploy_helpers import tool as require_tool
+from tests.deploy.deploy_helpers import (
+    alert_expressions,
+    dashboard_queries,
+    exposed_names,
+    metric_names,
+    run,
+)
+from tests.deploy.deploy_helpers import tool as require_tool
 
 PROMETHEUS_MADE = {"up"}  # series Prometheus itself adds to every scrape target
 

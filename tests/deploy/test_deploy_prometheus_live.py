@@ -18,7 +18,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from deploy_helpers import (
+
+from tests.deploy.deploy_helpers import (
     READY_TIMEOUT_S,
     REPO,
     RULES,

@@ -1,0 +1,64 @@
+"""uvicorn, with a drain on SIGTERM and an exit status that tells what happened.
+
+Plain uvicorn closes its listening socket the moment SIGTERM arrives and re-raises the signal
+after shutting down, so the process ends "killed by SIGTERM" even when nothing was lost. Here:
+
+1. SIGTERM/SIGINT: the service turns not-ready at once (/readyz 503) and refuses new predictions
+   with 503 + Retry-After, while still answering on its socket for `drain_delay_s`, so load
+   balancers and health checks see it leave;
+2. then uvicorn's own shutdown: the listener closes, in-flight requests (and so everything in
+   the batchers' queues, each of which is an in-flight request) get `shutdown_grace_s` to
+   finish, the lifespan drains the batchers;
+3. the process exits 0. A second SIGINT forces the exit, as in plain uvicorn.
+
+When model loading failed for good (DYNALAY_ON_LOAD_ERROR), the server stops and exits 3,
+uvicorn's start-up failure status, so an orchestrator sees a failed start, not a live process.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+from types import FrameType
+
+import uvicorn
+
+from service.state import ServiceState
+
+log = logging.getLogger(__name__)
+
+LOAD_FAILED_EXIT = 3  # uvicorn's STARTUP_FAILURE
+
+
+class DrainingServer(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config, state: ServiceState, drain_delay_s: float) -> None:
+        super().__init__(config)
+        self.state = state
+        self.drain_delay_s = drain_delay_s
+        self.drain_started: float | None = None  # time.monotonic() of the first SIGTERM
+        self.exit_code = 0
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        # Runs in a signal handler: only flag changes here, the main loop acts on them.
+        if self.drain_started is None:
+            self.drain_started = time.monotonic()
+            self.state.begin_drain()
+            return
+        if sig == signal.SIGINT:
+            self.force_exit = True  # a second Ctrl-C: stop waiting
+        self.should_exit = True
+
+    async def on_tick(self, counter: int) -> bool:
+        if self.state.load_error is not None and self.exit_code == 0:
+            log.error("stopping: %s", self.state.load_error)
+            self.exit_code = LOAD_FAILED_EXIT
+            return True
+        if self.drain_started is not None and self._drain_delay_over():
+            log.info("draining: closing the listener and finishing accepted requests")
+            return True
+        return await super().on_tick(counter)
+
+    def _drain_delay_over(self) -> bool:
+        assert self.drain_started is not None
+        return time.monotonic() - self.drain_started >= self.drain_delay_s
