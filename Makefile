@@ -4,8 +4,10 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 PORT   ?= 8000
+DATA   ?= data
+SHARED ?= ../shared/data
 
-.PHONY: install serve test lint format bench-serve reliability reliability-soak clean
+.PHONY: install serve test lint format data train evaluate bench-serve reliability reliability-soak report experiments clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -32,6 +34,28 @@ lint: $(STAMP)
 format: $(STAMP)
 	$(PY) -m ruff check --fix .
 	$(PY) -m ruff format .
+
+## make data: CIFAR-10/IMDB in their official layouts under $(DATA)/ (from $(SHARED) when present)
+data:
+	test -d $(DATA)/cifar-10-batches-bin || $(PYTHON) $(SHARED)/cifar10/export.py $(DATA)
+	test -d $(DATA)/aclImdb || $(PYTHON) $(SHARED)/imdb/export.py $(DATA)
+
+## make train: retrain the embedded CIFAR-10 default on CPU (see README "Training")
+train: $(STAMP)
+	$(PY) -m training fit --preset cpu --dataset cifar10 --data-dir $(DATA) --out checkpoints/cifar10
+	$(PY) -m training evaluate checkpoints/cifar10 --data-dir $(DATA)
+
+## make evaluate: re-measure the embedded CIFAR-10 default on the full test set
+evaluate: $(STAMP)
+	$(PY) -m training evaluate checkpoints/cifar10 --data-dir $(DATA)
+
+## make report: regenerate reports/README.md from reports/*/results.json
+report: $(STAMP)
+	$(PY) -m training experiment page
+
+## make experiments [DATA=data] [RECIPE=--reduced]: every chapter-4 experiment, then the page
+experiments: $(STAMP)
+	$(PY) -m training experiment all --data-dir $(DATA) $(RECIPE)
 
 ## make bench-serve: load-test a local server with real images (adaptive vs forced actions)
 bench-serve: $(STAMP)

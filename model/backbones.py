@@ -47,14 +47,20 @@ class CNNBackbone(nn.Module):
 
 
 class LSTMBackbone(nn.Module):
-    """Token ids (B, T) → embedding projected to (B, T, H) → 3 LSTM loop layers → head."""
+    """Token ids (B, T) → embedding projected to (B, T, H) → 3 LSTM loop layers → head.
+
+    task "classify": masked mean + max pool → (B, n_classes); task "lm": a linear vocabulary
+    head at every position → (B, T, n_classes), the logits of each next token.
+    """
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.embed = nn.Embedding(cfg.vocab_size, cfg.embed_dim, padding_idx=0)
         self.proj = nn.Linear(cfg.embed_dim, cfg.hidden_size)
         self.layers = nn.ModuleList(LSTMLoopLayer(cfg.hidden_size) for _ in range(3))
-        self.fc = nn.Linear(2 * cfg.hidden_size, cfg.n_classes)
+        self.per_token = cfg.task == "lm"
+        head_in = cfg.hidden_size if self.per_token else 2 * cfg.hidden_size
+        self.fc = nn.Linear(head_in, cfg.n_classes)
         self.summary_dim = cfg.hidden_size
 
     def stem(self, x: Tensor, lengths: Tensor | None = None) -> tuple[Tensor, ...]:
@@ -69,6 +75,8 @@ class LSTMBackbone(nn.Module):
         return z.sum(1) / mask.sum(1).clamp_min(1.0)  # masked mean (B, H)
 
     def head(self, z: Tensor, u: Tensor, mask: Tensor) -> Tensor:
+        if self.per_token:
+            return self.fc(z)  # (B, T, V); padded positions carry no target
         masked_max = z.masked_fill(mask == 0, float("-inf")).amax(1)
         masked_max = torch.nan_to_num(masked_max, neginf=0.0)  # empty rows
         return self.fc(torch.cat([self.pool(z, u, mask), masked_max], dim=1))

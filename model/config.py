@@ -7,7 +7,10 @@ from typing import Any
 @dataclass(frozen=True)
 class ModelConfig:
     arch: str = "cnn"  # "cnn" (images) or "lstm" (token sequences)
-    n_classes: int = 10
+    n_classes: int = 10  # for task "lm": the vocabulary size (a class per next token)
+    # "classify": one label per input; "lm" (lstm only): next-token logits at every position,
+    # (B, T, n_classes), while the agent still picks one action per sequence.
+    task: str = "classify"
 
     # CNN: stem → three shape-preserving layers at (width, image_size/4, image_size/4) → head.
     in_channels: int = 3
@@ -41,6 +44,10 @@ class ModelConfig:
             raise ValueError(f"width {self.width} must be divisible by norm_groups")
         if self.arch == "lstm" and self.vocab_size <= 0:
             raise ValueError("an lstm config needs vocab_size > 0")
+        if self.task not in ("classify", "lm"):
+            raise ValueError(f"task must be 'classify' or 'lm', got {self.task!r}")
+        if self.task == "lm" and self.arch != "lstm":
+            raise ValueError("task 'lm' needs arch 'lstm'")
         if self.n_classes < 2:
             raise ValueError("n_classes must be ≥ 2")
 

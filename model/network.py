@@ -28,14 +28,14 @@ from model.config import ModelConfig
 class StraightPass:
     inj: tuple[Tensor, ...]  # stem output u (+ mask for text), batch-first
     states: tuple[Tensor, ...]  # z1, z2, z3 after one pass
-    logits: Tensor  # (B, C)
+    logits: Tensor  # (B, C), or (B, T, V) for a language model
     profile: Tensor  # (B, P) agent input, detached: the agent's loss never moves the backbone
 
 
 @dataclass(frozen=True)
 class ForwardOutput:
-    logits: Tensor  # (B, C) final logits of each sample's action
-    straight_logits: Tensor  # (B, C)
+    logits: Tensor  # (B, C) final logits of each sample's action ((B, T, V) for task "lm")
+    straight_logits: Tensor  # (B, C) or (B, T, V)
     actions: Tensor  # (B,) long
     agent_logits: Tensor  # (B, 4)
     iterations: Tensor  # (B,) long, fixed-point iterations (0 for straight)
@@ -125,7 +125,12 @@ class DynaLayNet(nn.Module):
 
 
 def _confidence(logits: Tensor) -> Tensor:
-    """Top probability and entropy of the straight prediction. (B, C) → (B, 2)."""
+    """Top probability and entropy of the straight prediction. (B, C) → (B, 2).
+
+    Per-token logits (B, T, V) of a language model give the sequence's mean over its tokens.
+    """
+    if logits.ndim == 3:
+        return _confidence(logits.flatten(0, 1)).view(*logits.shape[:2], 2).mean(1)
     logp = F.log_softmax(logits.float(), dim=1)
     top = logp.max(dim=1).values.exp()
     entropy = -(logp.exp() * logp).sum(dim=1)

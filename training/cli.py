@@ -30,6 +30,7 @@ _TOP_LEVEL = (
     "eval_subset",
     "name",
     "version",
+    "init_from",
 )
 
 
@@ -47,6 +48,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     export_onnx.add_arguments(
         sub.add_parser("export-onnx", help="export the checkpoint's parts to ONNX (verified)")
+    )
+    from training.experiments import command as experiment
+
+    experiment.add_arguments(
+        sub.add_parser("experiment", help="run a chapter-4 experiment into reports/ (or `page`)")
     )
     return parser
 
@@ -83,7 +89,7 @@ def _add_fit(p: argparse.ArgumentParser) -> None:
 def _add_evaluate(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint", type=Path)
     p.add_argument("--data-dir", type=Path)
-    p.add_argument("--split", default="test", choices=("train", "test"))
+    p.add_argument("--split", default="test", choices=("train", "valid", "test"))  # valid: LM
     p.add_argument("--dataset", help="override the dataset recorded in the checkpoint")
     p.add_argument("--batch-size", type=int, default=500)
     p.add_argument("--limit", type=int, help="evaluate only the first N images")
@@ -212,6 +218,10 @@ def main(argv: list[str] | None = None) -> int:
         from training.export_onnx import run
 
         return run(args)
+    if args.command == "experiment":
+        from training.experiments.command import run as run_experiment
+
+        return run_experiment(args)
     return _run_report(args)
 
 

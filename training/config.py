@@ -15,7 +15,7 @@ from typing import Any
 
 @dataclass(frozen=True)
 class DataConfig:
-    dataset: str = "cifar10"  # cifar10 | cifar100 | synthetic
+    dataset: str = "cifar10"  # cifar10 | cifar100 | synthetic | imdb | wikitext2
     data_dir: str | None = None
     download: bool = False
     pad: int = 4  # random-crop translation in pixels (reflect padding)
@@ -24,6 +24,11 @@ class DataConfig:
     test_subset: int | None = None
     synthetic_size: int = 512  # images per split when dataset == "synthetic"
     synthetic_classes: int = 10
+    # Text (training/text/): IMDB reviews keep their first max_length tokens (as the service
+    # does); the WordPiece tokenizer learns tokenizer_vocab ids from the training split.
+    max_length: int = 256
+    tokenizer_vocab: int = 12000
+    seq_len: int = 64  # WikiText-2: tokens per language-model sequence (the agent's unit)
 
 
 @dataclass(frozen=True)
@@ -80,6 +85,9 @@ class TrainConfig:
     eval_every: int = 1  # evaluate on the test split every N epochs (and always at the end)
     eval_subset: int | None = None  # per-epoch evaluations use the first N test images only
     name: str = "cifar10"
+    # Start from this checkpoint's weights (e.g. retrain the agent at another β on a trained
+    # backbone). The architecture must match; resuming a run dir takes precedence.
+    init_from: str | None = None
     version: str = "0.1.0"
 
     @property

@@ -43,29 +43,8 @@ def evaluate_checkpoint(
     train_cfg = _train_config(ckpt.train)
     data = train_cfg.data
     dataset = dataset or data.dataset
-    images = load_split(
-        dataset,
-        split,
-        data_dir=data_dir,
-        synthetic_size=data.synthetic_size,
-        n_classes=data.synthetic_classes,
-    )
-    if limit:
-        images = images.subset(limit)
-    if tuple(images.classes) != tuple(ckpt.classes) and dataset != "synthetic":
-        raise ValueError(f"{checkpoint}: classes {ckpt.classes[:3]}… do not match {dataset}'s")
-    pre = ckpt.preprocessing
-    it = BatchIterator(
-        split=images,
-        batch_size=batch_size,
-        mean=torch.tensor(pre["mean"], device=dev),
-        std=torch.tensor(pre["std"], device=dev),
-        device=dev,
-    )
-    outcomes = collect(ckpt.net, it.batches(0), forced=True)
-    a = train_cfg.agent
-    normalizer = a.cost_normalizer or float(max_layer_evaluations(ckpt.config.max_iter))
-    metrics = full_metrics(outcomes, a.alpha, a.beta, normalizer)
+    run = _evaluate_text if ckpt.preprocessing.get("kind") in ("text", "lm") else _evaluate_images
+    metrics = run(ckpt, train_cfg, dataset, data_dir, split, batch_size, limit, dev)
     metrics.update(
         {
             "checkpoint": {"name": ckpt.name, "version": ckpt.version},
@@ -85,8 +64,58 @@ def evaluate_checkpoint(
     return metrics
 
 
+def _evaluate_images(ckpt, train_cfg, dataset, data_dir, split, batch_size, limit, dev):
+    data = train_cfg.data
+    images = load_split(
+        dataset,
+        split,
+        data_dir=data_dir,
+        synthetic_size=data.synthetic_size,
+        n_classes=data.synthetic_classes,
+    )
+    if limit:
+        images = images.subset(limit)
+    if tuple(images.classes) != tuple(ckpt.classes) and dataset != "synthetic":
+        raise ValueError(f"{ckpt.directory}: classes {ckpt.classes[:3]}… do not match {dataset}'s")
+    pre = ckpt.preprocessing
+    it = BatchIterator(
+        split=images,
+        batch_size=batch_size,
+        mean=torch.tensor(pre["mean"], device=dev),
+        std=torch.tensor(pre["std"], device=dev),
+        device=dev,
+    )
+    return _classification_metrics(ckpt, train_cfg, it.batches(0))
+
+
+def _evaluate_text(ckpt, train_cfg, dataset, data_dir, split, batch_size, limit, dev):
+    """IMDB with the checkpoint's own tokenizer; WikiText-2 with its vocabulary."""
+    from training.text.batches import TextBatchIterator
+    from training.text.lm_metrics import lm_metrics
+    from training.text.prepare import checkpoint_split
+
+    if data_dir is None:
+        raise ValueError(f"{dataset} needs --data-dir")
+    tokens = checkpoint_split(ckpt, dataset, Path(data_dir), split, limit)
+    batches = TextBatchIterator(tokens, batch_size, dev).batches(0)
+    if ckpt.config.task == "lm":
+        return lm_metrics(ckpt.net, batches, forced=True)
+    return _classification_metrics(ckpt, train_cfg, batches)
+
+
+def _classification_metrics(ckpt, train_cfg: TrainConfig, batches) -> dict[str, Any]:
+    outcomes = collect(ckpt.net, batches, forced=True)
+    a = train_cfg.agent
+    normalizer = a.cost_normalizer or float(max_layer_evaluations(ckpt.config.max_iter))
+    return full_metrics(outcomes, a.alpha, a.beta, normalizer)
+
+
 def format_summary(m: dict[str, Any]) -> str:
     """A human-readable table of the headline numbers."""
+    if "perplexity" in m:
+        from training.text.lm_metrics import format_lm_summary
+
+        return format_lm_summary(m)
     lines = [
         f"{m['dataset']} {m['split']} (n={m['n']}): agent accuracy {m['accuracy']:.4f} at "
         f"{m['mean_layer_evaluations']:.2f} layer evaluations/image, converged "

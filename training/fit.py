@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from model.checkpoint import save_checkpoint
+from model.checkpoint import load_checkpoint, save_checkpoint
 from model.config import ModelConfig
 from model.network import DynaLayNet, build_model
 from training.collect import collect
@@ -27,10 +27,14 @@ from training.distributed import Runtime, barrier, init_runtime, shutdown
 from training.metrics import agent_summary, full_metrics
 from training.optim import build_optimizers
 from training.phases import backbone_epochs, phase_of, trains_backbone
+from training.prepared import BatchSource, PreparedData
 from training.reward import max_layer_evaluations
 from training.state import has_state, load_state, save_state
 from training.steps import StepContext
+from training.text import TEXT_DATASETS
 from training.trainer import EpochPlan, run_epoch
+
+TOKENIZER_CACHE = "tokenizer.json"  # in the run dir: a resumed text run keeps its token ids
 
 
 @dataclass(frozen=True)
@@ -71,9 +75,13 @@ def load_data(cfg: TrainConfig) -> Data:
     return Data(train, test, mean, std)
 
 
-def build_net(cfg: TrainConfig, n_classes: int, device: torch.device) -> DynaLayNet:
+def build_net(
+    cfg: TrainConfig, n_classes: int, device: torch.device, fields: dict[str, Any] | None = None
+) -> DynaLayNet:
+    """fields: ModelConfig fields the data fixes (PreparedData.model); cfg.model wins."""
     torch.manual_seed(cfg.seed)
-    model_cfg = ModelConfig.from_dict({"arch": "cnn", "n_classes": n_classes, **cfg.model})
+    base = {"arch": "cnn", "n_classes": n_classes, **(fields or {})}
+    model_cfg = ModelConfig.from_dict({**base, **cfg.model})
     net = build_model(model_cfg).to(device)
     if cfg.channels_last:
         net = net.to(memory_format=torch.channels_last)
@@ -82,6 +90,26 @@ def build_net(cfg: TrainConfig, n_classes: int, device: torch.device) -> DynaLay
 
 def cost_normalizer(cfg: TrainConfig, net: DynaLayNet) -> float:
     return cfg.agent.cost_normalizer or float(max_layer_evaluations(net.config.max_iter))
+
+
+def prepare_data(
+    cfg: TrainConfig, runtime: Runtime, run_dir: Path | None = None, fresh: bool = False
+) -> PreparedData:
+    """The dataset's batches and checkpoint metadata: images here, text in training/text/."""
+    if cfg.data.dataset in TEXT_DATASETS:
+        from training.text.prepare import prepare_text
+
+        cache = run_dir / TOKENIZER_CACHE if run_dir else None
+        shard = Shard(runtime.rank, runtime.world)
+        return prepare_text(cfg, runtime.device, shard, cache, fresh)
+    data = load_data(cfg)
+    return PreparedData(
+        train_it=make_batches(cfg, data.train, data, runtime, train=True),
+        test_it=make_batches(cfg, data.test, data, runtime, train=False),
+        classes=data.train.classes,
+        model={"arch": "cnn"},
+        preprocessing=image_preprocessing(data.mean, data.std, cfg.model.get("image_size", 32)),
+    )
 
 
 def make_batches(cfg: TrainConfig, split: ImageSplit, data: Data, runtime: Runtime, train: bool):
@@ -123,11 +151,11 @@ class Session:
 
     cfg: TrainConfig
     runtime: Runtime
-    data: Data
+    data: PreparedData
     net: DynaLayNet
     optimizers: dict[str, torch.optim.Optimizer]
-    train_it: BatchIterator
-    test_it: BatchIterator
+    train_it: BatchSource
+    test_it: BatchSource
     n_batches: int
     normalizer: float
 
@@ -144,11 +172,14 @@ class Progress:
 
 def _fit(cfg, out: Path, run_dir: Path, quiet: bool, fresh: bool, runtime: Runtime) -> FitResult:
     started = time.perf_counter()
-    s = _session(cfg, runtime)
+    s = _session(cfg, runtime, run_dir, fresh)
     progress = Progress()
     if has_state(run_dir) and not fresh:
         progress = _resume(s, run_dir)
         _say(runtime, quiet, f"resuming {run_dir} at epoch {progress.epoch + 1}")
+    elif cfg.init_from:
+        _init_weights(s.net, Path(cfg.init_from))
+        _say(runtime, quiet, f"starting from the weights of {cfg.init_from}")
     for epoch in range(progress.epoch, cfg.total_epochs):
         record = _train_epoch(s, epoch, progress, quiet)
         _say(runtime, quiet, _epoch_line(record))
@@ -162,32 +193,46 @@ def _fit(cfg, out: Path, run_dir: Path, quiet: bool, fresh: bool, runtime: Runti
             runtime,
             quiet,
             f"wrote {out} — test accuracy {metrics['accuracy']:.4f}, "
-            f"{metrics['mean_layer_evaluations']:.2f} layer evaluations/image",
+            f"{metrics['mean_layer_evaluations']:.2f} layer evaluations/sample"
+            + (f", perplexity {metrics['perplexity']:.2f}" if "perplexity" in metrics else ""),
         )
     barrier(runtime)
     return FitResult(out, run_dir, progress.history, metrics)
 
 
-def _session(cfg: TrainConfig, runtime: Runtime) -> Session:
-    data = load_data(cfg)
-    net = build_net(cfg, len(data.train.classes), runtime.device)
-    train_it = make_batches(cfg, data.train, data, runtime, train=True)
+def _session(
+    cfg: TrainConfig, runtime: Runtime, run_dir: Path | None = None, fresh: bool = False
+) -> Session:
+    data = prepare_data(cfg, runtime, run_dir, fresh)
+    net = build_net(cfg, len(data.classes), runtime.device, data.model)
     return Session(
         cfg=cfg,
         runtime=runtime,
         data=data,
         net=net,
         optimizers=build_optimizers(net, cfg.optim),
-        train_it=train_it,
-        test_it=make_batches(cfg, data.test, data, runtime, train=False),
-        n_batches=train_it.num_batches(cfg.max_batches),
+        train_it=data.train_it,
+        test_it=data.test_it,
+        n_batches=data.train_it.num_batches(cfg.max_batches),
         normalizer=cost_normalizer(cfg, net),
     )
 
 
+def _init_weights(net: DynaLayNet, checkpoint: Path) -> None:
+    """Copy a checkpoint's weights into `net`; the model configs must agree."""
+    loaded = load_checkpoint(checkpoint)
+    if loaded.config != net.config:
+        raise ValueError(
+            f"{checkpoint}: its model config differs from this run's; init_from needs the same "
+            "architecture"
+        )
+    net.load_state_dict(loaded.net.state_dict())
+
+
 def _resume(s: Session, run_dir: Path) -> Progress:
     info = load_state(run_dir, s.net, s.optimizers)
-    if info["config"] != s.cfg.to_dict():
+    # Keys added to the config since the state was saved take their defaults.
+    if TrainConfig.from_dict(info["config"]).to_dict() != s.cfg.to_dict():
         raise ValueError(
             f"{run_dir}: holds a run with a different config; pass --fresh to "
             "start over or choose another --run-dir"
@@ -215,12 +260,25 @@ def _train_epoch(s: Session, epoch: int, progress: Progress, quiet: bool) -> dic
     train_log["seconds"] = time.perf_counter() - t0
     record = {"epoch": epoch + 1, "phase": phase, "train": train_log}
     if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.total_epochs:
-        outcomes = collect(s.net, s.test_it.batches(0, _eval_batches(s)), forced=False)
-        record["test"] = agent_summary(outcomes, cfg.agent.alpha, cfg.agent.beta, s.normalizer)
+        record["test"] = _evaluate(s, s.test_it.batches(0, _eval_batches(s)), final=False)
     progress.history.append(record)
     progress.epoch = epoch + 1
     progress.seconds += time.perf_counter() - t0
     return record
+
+
+def _evaluate(s: Session, batches, final: bool) -> dict[str, Any]:
+    """Agent summary per epoch; at the end forced actions, oracle and gate too (LM: perplexity
+    of the agent's path and of every forced action)."""
+    if s.data.task == "lm":
+        from training.text.lm_metrics import lm_metrics
+
+        return lm_metrics(s.net, batches, forced=final)
+    outcomes = collect(s.net, batches, forced=final)
+    a = s.cfg.agent
+    if final:
+        return full_metrics(outcomes, a.alpha, a.beta, s.normalizer)
+    return agent_summary(outcomes, a.alpha, a.beta, s.normalizer)
 
 
 def _eval_batches(s: Session) -> int | None:
@@ -245,8 +303,7 @@ def _save_progress(s: Session, run_dir: Path, progress: Progress) -> None:
 def _final_metrics(s: Session) -> dict[str, Any]:
     """Full evaluation (forced actions, oracle, gate) on the test split."""
     t0 = time.perf_counter()
-    outcomes = collect(s.net, s.test_it.batches(0), forced=True)
-    metrics = full_metrics(outcomes, s.cfg.agent.alpha, s.cfg.agent.beta, s.normalizer)
+    metrics = _evaluate(s, s.test_it.batches(0), final=True)
     metrics.update(
         {
             "checkpoint": {"name": s.cfg.name, "version": s.cfg.version},
@@ -280,11 +337,11 @@ def _write_checkpoint(
         s.net,
         name=s.cfg.name,
         version=s.cfg.version,
-        classes=s.data.train.classes,
-        preprocessing=image_preprocessing(s.data.mean, s.data.std, s.net.config.image_size),
+        classes=s.data.classes,
+        preprocessing=s.data.preprocessing,
         metrics=metrics,
         train=train_record,
-        extra_files={"history.json": history},
+        extra_files={"history.json": history, **s.data.extra_files},
     )
 
 
@@ -302,6 +359,8 @@ def _epoch_line(r: dict) -> str:
             f"test acc {e['accuracy']:.4f} (straight {e['straight_accuracy']:.4f}) "
             f"evals {e['mean_layer_evaluations']:.2f} actions [{freq}]"
         )
+        if "perplexity" in e:
+            parts.append(f"ppl {e['perplexity']:.2f} (straight {e['straight_perplexity']:.2f})")
     return " | ".join(parts)
 
 

@@ -17,6 +17,11 @@ cpu   — the embedded default's recipe for this 2-core shared CPU box (~35 min 
           loops gained most (oracle +2.7 pt) at a weaker straight pass.
         - per-epoch evaluation on 2,000 test images; the final one uses all 10,000.
 tiny  — seconds-long smoke run on synthetic data (`--dry-run`, tests).
+text-cpu  — the IMDB embedded default on 2 CPU cores (LSTM, WordPiece 12k, first 256 tokens).
+lm-cpu    — a short WikiText-2 language model on CPU: 3,200 sequences of 64 tokens (~10% of
+            train), 1+1+1 epochs. The 33k-word softmax costs ~1.3 s per 2,048 tokens (fwd+bwd,
+            1 thread), so one full-train epoch would take ~50 min on this box.
+text-tiny — seconds-long text run for the tests (give --dataset and --data-dir).
 """
 
 from __future__ import annotations
@@ -58,6 +63,75 @@ PRESETS: dict[str, dict[str, Any]] = {
         "model": {"width": 8, "max_iter": 6, "backward": "phantom", "agent_hidden": 8},
         "eval_batch_size": 128,
         "name": "dry-run",
+    },
+    "text-cpu": {
+        "data": {"dataset": "imdb", "max_length": 256, "tokenizer_vocab": 12000},
+        "optim": {
+            "optimizer": "adam",
+            "lr": 2e-3,
+            "batch_size": 64,
+            "schedule": "onecycle",
+            "warmup_frac": 0.05,
+            "final_lr_frac": 0.05,
+            "grad_clip": 1.0,
+            "agent_lr": 3e-3,
+        },
+        "phases": {
+            "warmup_epochs": 3,
+            "agent_epochs": 1,
+            "joint_epochs": 2,
+            "straight_weight": 0.05,
+        },
+        "agent": {"beta": 0.1},
+        "model": {
+            "embed_dim": 128,
+            "hidden_size": 128,
+            "backward": "phantom",
+            "phantom_steps": 2,
+            "max_iter": 6,
+        },
+        "threads": 2,
+        "eval_batch_size": 250,
+        "eval_subset": 2000,
+    },
+    "lm-cpu": {
+        "data": {"dataset": "wikitext2", "seq_len": 64, "train_subset": 3200},
+        "optim": {
+            "optimizer": "adam",
+            "lr": 3e-3,
+            "batch_size": 32,
+            "schedule": "onecycle",
+            "warmup_frac": 0.05,
+            "final_lr_frac": 0.05,
+            "grad_clip": 0.5,
+            "agent_lr": 3e-3,
+        },
+        "phases": {"warmup_epochs": 1, "agent_epochs": 1, "joint_epochs": 1},
+        "agent": {"beta": 0.02},
+        "model": {
+            "embed_dim": 128,
+            "hidden_size": 128,
+            "backward": "phantom",
+            "phantom_steps": 2,
+            "max_iter": 6,
+        },
+        "threads": 2,
+        "eval_batch_size": 32,
+        "eval_subset": 320,
+    },
+    "text-tiny": {
+        "data": {"dataset": "imdb", "max_length": 24, "tokenizer_vocab": 300, "seq_len": 16},
+        "optim": {"optimizer": "adam", "lr": 3e-3, "batch_size": 8, "agent_lr": 1e-2},
+        "phases": {"warmup_epochs": 1, "agent_epochs": 1, "joint_epochs": 1},
+        "model": {
+            "embed_dim": 16,
+            "hidden_size": 16,
+            "max_iter": 4,
+            "backward": "phantom",
+            "agent_hidden": 8,
+        },
+        "eval_batch_size": 16,
+        "name": "text-tiny",
     },
 }
 

@@ -1,6 +1,8 @@
 """One training step per phase: losses and per-batch statistics (no optimizer calls here).
 
-Shapes: x (B, 3, H, W) normalised, y (B,) long; logits (B, C); agent_logits (B, 4).
+Shapes: x (B, 3, H, W) normalised or token ids (B, T) (0 = padding, lengths follow from it),
+y (B,) long; logits (B, C); agent_logits (B, 4). Language models: y and logits per token,
+(B, T) and (B, T, V) — training/objective.py handles both.
 """
 
 from __future__ import annotations
@@ -8,11 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 from model.actions import N_ACTIONS
 from model.network import DynaLayNet, ForwardOutput, StraightPass
 from training.config import TrainConfig
+from training.objective import cross_entropy, sample_scores
 from training.policy import greedy_actions, policy_loss, sample_actions
 from training.reward import reward
 
@@ -116,7 +118,7 @@ def _policy_terms(ctx, straight: StraightPass, agent_logits, y, grad: bool):
 
 def _reward(ctx, out: ForwardOutput, y, actions=None) -> torch.Tensor:
     a = ctx.cfg.agent
-    correct = out.logits.detach().argmax(1) == y
+    correct = sample_scores(out.logits, y)  # (B,) 1/0, or a sequence's next-token accuracy
     acts = out.actions if actions is None else actions
     return reward(correct, acts, out.layer_evaluations, a.alpha, a.beta, ctx.cost_normalizer)
 
@@ -140,8 +142,8 @@ def _random_loop_actions(b: int, mode: str, gen: torch.Generator, device) -> tor
 
 
 def _ce(ctx: StepContext, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    return F.cross_entropy(logits, y, label_smoothing=ctx.cfg.optim.label_smoothing)
+    return cross_entropy(logits, y, ctx.cfg.optim.label_smoothing)
 
 
 def _acc(logits: torch.Tensor, y: torch.Tensor) -> float:
-    return (logits.detach().argmax(1) == y).float().mean().item()
+    return sample_scores(logits, y).mean().item()

@@ -2,26 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
 from tests.reliability import figures
 from tests.service.helpers import write_cnn_checkpoint, write_text_checkpoint
-
-
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A developer's DYNALAY_* variables must not leak into the settings under test."""
-    for name in list(os.environ):
-        if name.startswith("DYNALAY_"):
-            monkeypatch.delenv(name)
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 @pytest.fixture(scope="session")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,19 +10,6 @@ from fastapi.testclient import TestClient
 
 from service.app import create_app
 from tests.service.helpers import serving, settings_for, write_cnn_checkpoint
-
-
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A developer's DYNALAY_* variables must not leak into the settings under test."""
-    for name in list(os.environ):
-        if name.startswith("DYNALAY_"):
-            monkeypatch.delenv(name)
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 @pytest.fixture(scope="session")

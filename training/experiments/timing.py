@@ -1,0 +1,104 @@
+"""Training wall time split into forward and backward, without touching the trainer.
+
+training.trainer.run_epoch does, per batch: step_fn(ctx, x, y) → loss.backward() → gradient
+average/clip → optimizer.step(). So the forward is the step function's duration (wrapped here)
+and the backward runs from its return to the first optimizer step (an optimizer step pre-hook),
+which also holds the gradient average (a no-op in one process) and clipping. The rest of the
+epoch time (augmentation, optimizer steps, logging) is reported as `other`. On CUDA every mark
+synchronises, so queued kernels are charged to the stage that launched them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from training import steps as steps_module
+from training.steps import StepContext, StepResult
+
+StepFn = Callable[[StepContext, torch.Tensor, torch.Tensor], StepResult]
+
+
+@dataclass
+class TrainTiming:
+    forward_seconds: float = 0.0
+    backward_seconds: float = 0.0
+    train_seconds: float = 0.0  # the epochs' training loops (evaluation excluded)
+    steps: int = 0
+    images: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        other = self.train_seconds - self.forward_seconds - self.backward_seconds
+        per_image = 1000.0 / max(self.images, 1)
+        return {
+            "forward_seconds": self.forward_seconds,
+            "backward_seconds": self.backward_seconds,
+            "other_seconds": max(other, 0.0),
+            "train_seconds": self.train_seconds,
+            "steps": self.steps,
+            "images": self.images,
+            "forward_ms_per_image": self.forward_seconds * per_image,
+            "backward_ms_per_image": self.backward_seconds * per_image,
+        }
+
+
+class StepTimer:
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.timing = TrainTiming()
+        self._forward_end: float | None = None
+
+    def now(self) -> float:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        return time.perf_counter()
+
+    def wrap(self, step_fn: StepFn) -> StepFn:
+        def timed(ctx: StepContext, x: torch.Tensor, y: torch.Tensor) -> StepResult:
+            start = self.now()
+            result = step_fn(ctx, x, y)
+            self._forward_end = self.now()
+            self.timing.forward_seconds += self._forward_end - start
+            self.timing.steps += 1
+            self.timing.images += int(y.shape[0])
+            return result
+
+        return timed
+
+    def before_optimizer_step(self, *_: Any) -> None:
+        """Optimizer step pre-hook: the first one after a forward closes its backward."""
+        if self._forward_end is not None:
+            self.timing.backward_seconds += self.now() - self._forward_end
+            self._forward_end = None
+
+
+@contextmanager
+def timed_training(
+    timer: StepTimer,
+    optimizers: dict[str, torch.optim.Optimizer],
+    overrides: dict[str, StepFn] | None = None,
+) -> Iterator[None]:
+    """Routes the trainer's phase steps (optionally replaced by `overrides`) through `timer`.
+
+    run_epoch looks its step up in training.steps.STEPS at call time, so swapping the entries
+    for the duration of one arm's training is enough; they are restored afterwards.
+    """
+    table = steps_module.STEPS
+    saved = dict(table)
+    handles = [
+        opt.register_step_pre_hook(timer.before_optimizer_step) for opt in optimizers.values()
+    ]
+    try:
+        for phase, fn in {**saved, **(overrides or {})}.items():
+            table[phase] = timer.wrap(fn)
+        yield
+    finally:
+        table.clear()
+        table.update(saved)
+        for h in handles:
+            h.remove()
