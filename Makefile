@@ -40,10 +40,13 @@ data:
 	test -d $(DATA)/cifar-10-batches-bin || $(PYTHON) $(SHARED)/cifar10/export.py $(DATA)
 	test -d $(DATA)/aclImdb || $(PYTHON) $(SHARED)/imdb/export.py $(DATA)
 
-## make train: retrain the embedded CIFAR-10 default on CPU (see README "Training")
+## make train: retrain the embedded CIFAR-10 default on CPU, two stages (see README "Training")
 train: $(STAMP)
-	$(PY) -m training fit --preset cpu --dataset cifar10 --data-dir $(DATA) --out checkpoints/cifar10
-	$(PY) -m training evaluate checkpoints/cifar10 --data-dir $(DATA)
+	$(PY) -m training fit --preset cpu --threads 2 --dataset cifar10 --data-dir $(DATA) \
+		--out runs/cifar10-base/ckpt --run-dir runs/cifar10-base/run
+	$(PY) -m training fit --preset cpu-loops --threads 2 --dataset cifar10 --data-dir $(DATA) \
+		--init-from runs/cifar10-base/ckpt --name cifar10 --out checkpoints/cifar10 \
+		--run-dir runs/cifar10-loops/run
 
 ## make evaluate: re-measure the embedded CIFAR-10 default on the full test set
 evaluate: $(STAMP)

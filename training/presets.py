@@ -30,31 +30,49 @@ from typing import Any
 
 from training.config import TrainConfig, merge
 
+_CPU: dict[str, Any] = {
+    "optim": {
+        "optimizer": "sgd",
+        "lr": 0.05,
+        "momentum": 0.9,
+        "weight_decay": 5e-4,
+        "batch_size": 64,
+        "label_smoothing": 0.1,
+        "schedule": "onecycle",
+        "warmup_frac": 0.1,
+        "final_lr_frac": 0.0,
+        "agent_lr": 3e-3,
+    },
+    "phases": {
+        "warmup_epochs": 16,
+        "agent_epochs": 1,
+        "joint_epochs": 2,
+        "straight_weight": 0.05,
+    },
+    "model": {"width": 64, "backward": "phantom", "phantom_steps": 2, "max_iter": 12},
+    "threads": 1,
+    "eval_every": 1,
+    "eval_subset": 2000,
+}
+
 PRESETS: dict[str, dict[str, Any]] = {
     "thesis": {},
-    "cpu": {
-        "optim": {
-            "optimizer": "sgd",
-            "lr": 0.05,
-            "momentum": 0.9,
-            "weight_decay": 5e-4,
-            "batch_size": 64,
-            "label_smoothing": 0.1,
-            "schedule": "onecycle",
-            "warmup_frac": 0.1,
-            "final_lr_frac": 0.0,
-            "agent_lr": 3e-3,
-        },
+    "cpu": _CPU,
+    # Stage 2 of the embedded default, from a `cpu` run (--init-from): the `cpu` run's joint
+    # phase follows the agent, which picks `straight` at the thesis' β, so the straight pass
+    # ends up the best mode and no β left the agent anything to choose (measured: collapsed to
+    # straight at β 0.3, 0.1, 0.05 and 0.02). Three epochs trained on the looped modes alone
+    # (straight weight 0) make them stronger than one pass, then the agent learns at β 0.05.
+    "cpu-loops": {
+        **{k: v for k, v in _CPU.items() if k != "phases"},
+        "optim": {**_CPU["optim"], "lr": 0.02},
         "phases": {
-            "warmup_epochs": 16,
+            "warmup_epochs": 3,
             "agent_epochs": 1,
-            "joint_epochs": 2,
-            "straight_weight": 0.05,
+            "joint_epochs": 0,
+            "straight_weight": 0.0,
         },
-        "model": {"width": 64, "backward": "phantom", "phantom_steps": 2, "max_iter": 12},
-        "threads": 1,
-        "eval_every": 1,
-        "eval_subset": 2000,
+        "agent": {"beta": 0.05},
     },
     "tiny": {
         "data": {"dataset": "synthetic", "synthetic_size": 256, "pad": 2},
