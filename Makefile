@@ -7,7 +7,7 @@ PORT   ?= 8000
 DATA   ?= data
 SHARED ?= ../shared/data
 
-.PHONY: install serve test lint format data train evaluate bench-serve reliability reliability-soak report experiments clean
+.PHONY: install serve test lint format data train train-imdb evaluate bench-serve reliability reliability-soak report experiments clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -35,10 +35,12 @@ format: $(STAMP)
 	$(PY) -m ruff check --fix .
 	$(PY) -m ruff format .
 
-## make data: CIFAR-10/IMDB in their official layouts under $(DATA)/ (from $(SHARED) when present)
+## make data: CIFAR-10, IMDB, WikiText-2 in their official layouts under $(DATA)/ (from $(SHARED) when present)
 data:
 	test -d $(DATA)/cifar-10-batches-bin || $(PYTHON) $(SHARED)/cifar10/export.py $(DATA)
 	test -d $(DATA)/aclImdb || $(PYTHON) $(SHARED)/imdb/export.py $(DATA)
+	test -d $(DATA)/wikitext-2 || (mkdir -p $(DATA)/wikitext-2 && for s in train valid test; do \
+		gunzip -c $(SHARED)/wikitext2/wiki.$$s.tokens.gz > $(DATA)/wikitext-2/wiki.$$s.tokens; done)
 
 ## make train: retrain the embedded CIFAR-10 default on CPU, two stages (see README "Training")
 train: $(STAMP)
@@ -47,6 +49,11 @@ train: $(STAMP)
 	$(PY) -m training fit --preset cpu-loops --threads 2 --dataset cifar10 --data-dir $(DATA) \
 		--init-from runs/cifar10-base/ckpt --name cifar10 --out checkpoints/cifar10 \
 		--run-dir runs/cifar10-loops/run
+
+## make train-imdb: retrain the embedded IMDB default on CPU
+train-imdb: $(STAMP)
+	$(PY) -m training fit --preset text-cpu --dataset imdb --data-dir $(DATA) --out checkpoints/imdb
+	$(PY) -m training evaluate checkpoints/imdb --data-dir $(DATA)
 
 ## make evaluate: re-measure the embedded CIFAR-10 default on the full test set
 evaluate: $(STAMP)

@@ -118,7 +118,7 @@ def format_summary(m: dict[str, Any]) -> str:
         return format_lm_summary(m)
     lines = [
         f"{m['dataset']} {m['split']} (n={m['n']}): agent accuracy {m['accuracy']:.4f} at "
-        f"{m['mean_layer_evaluations']:.2f} layer evaluations/image, converged "
+        f"{m['mean_layer_evaluations']:.2f} layer evaluations/input, converged "
         f"{m['converged_share']:.3f}",
         f"{'':12s} {'agent freq':>10s} {'agent acc':>9s} {'iters':>6s} | "
         f"{'forced acc':>10s} {'evals':>6s} {'iters':>6s}",

@@ -17,8 +17,13 @@ cpu   — the embedded default's recipe for this 2-core shared CPU box (~35 min 
           loops gained most (oracle +2.7 pt) at a weaker straight pass.
         - per-epoch evaluation on 2,000 test images; the final one uses all 10,000.
 tiny  — seconds-long smoke run on synthetic data (`--dry-run`, tests).
-text-cpu  — the IMDB embedded default on 2 CPU cores (LSTM, WordPiece 12k, first 256 tokens).
-lm-cpu    — a short WikiText-2 language model on CPU: 3,200 sequences of 64 tokens (~10% of
+text-cpu  — the IMDB embedded default on this CPU box (LSTM 128, WordPiece 12k, first 256
+            tokens, 3+1+2 epochs). Measured, 1 thread on the box shared with another fit: warm-up
+            epoch 5.5 min (0.85 s per batch of 64), agent 1 min, joint 3.5-5 min, the full
+            25k-review final evaluation 4 min: 30 min wall in all (26 min training). Idle, 2
+            threads ran 0.35 s per warm-up batch (~15 min in all); shared, 2 threads
+            spin-waited to 3-13 s per batch, hence threads 1.
+lm-cpu    — a short WikiText-2 language model on CPU: 1,600 sequences of 64 tokens (~5% of
             train), 1+1+1 epochs. The 33k-word softmax costs ~1.3 s per 2,048 tokens (fwd+bwd,
             1 thread), so one full-train epoch would take ~50 min on this box.
 text-tiny — seconds-long text run for the tests (give --dataset and --data-dir).
@@ -108,12 +113,12 @@ PRESETS: dict[str, dict[str, Any]] = {
             "phantom_steps": 2,
             "max_iter": 6,
         },
-        "threads": 2,
+        "threads": 1,
         "eval_batch_size": 250,
         "eval_subset": 2000,
     },
     "lm-cpu": {
-        "data": {"dataset": "wikitext2", "seq_len": 64, "train_subset": 3200},
+        "data": {"dataset": "wikitext2", "seq_len": 64, "train_subset": 1600},
         "optim": {
             "optimizer": "adam",
             "lr": 3e-3,
@@ -133,7 +138,7 @@ PRESETS: dict[str, dict[str, Any]] = {
             "phantom_steps": 2,
             "max_iter": 6,
         },
-        "threads": 2,
+        "threads": 1,
         "eval_batch_size": 32,
         "eval_subset": 320,
     },
