@@ -13,6 +13,8 @@ from typing import Protocol
 
 import numpy as np
 
+from model.checkpoint import LoadedCheckpoint
+
 
 @dataclass(frozen=True)
 class ModelMeta:
@@ -24,6 +26,17 @@ class ModelMeta:
     classes: tuple[str, ...]
     preprocessing: dict  # model/checkpoint.py's preprocessing dict
     directory: Path
+
+    @classmethod
+    def from_checkpoint(cls, loaded: LoadedCheckpoint) -> ModelMeta:
+        return cls(
+            name=loaded.name,
+            version=loaded.version,
+            arch=loaded.config.arch,
+            classes=loaded.classes,
+            preprocessing=loaded.preprocessing,
+            directory=loaded.directory,
+        )
 
     @property
     def modality(self) -> str:

@@ -61,14 +61,7 @@ class OnnxEngine:
 
     def __init__(self, loaded: LoadedCheckpoint, device: str) -> None:
         self.device = device
-        self.meta = ModelMeta(
-            name=loaded.name,
-            version=loaded.version,
-            arch=loaded.config.arch,
-            classes=loaded.classes,
-            preprocessing=loaded.preprocessing,
-            directory=loaded.directory,
-        )
+        self.meta = ModelMeta.from_checkpoint(loaded)
         self.config = loaded.config
         self._torch_device = torch.device(device)
         self._inj_names = injection_names(loaded.config.arch)

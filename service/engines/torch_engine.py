@@ -27,14 +27,7 @@ class TorchEngine:
     def __init__(self, loaded: LoadedCheckpoint, device: str) -> None:
         self.net = loaded.net
         self.device = device
-        self.meta = ModelMeta(
-            name=loaded.name,
-            version=loaded.version,
-            arch=loaded.config.arch,
-            classes=loaded.classes,
-            preprocessing=loaded.preprocessing,
-            directory=loaded.directory,
-        )
+        self.meta = ModelMeta.from_checkpoint(loaded)
         self._torch_device = torch.device(device)
 
     def run(self, batch: Sequence[EngineInput]) -> BatchOutput:
