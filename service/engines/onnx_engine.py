@@ -40,7 +40,7 @@ from model.onnx_parts import (
 )
 from model.solvers import SolverStats, get_solver
 from service.engines.base import BatchOutput, EngineInput, ModelMeta
-from service.engines.torch_engine import WARMUP_TOKENS, _StageClock, _to_samples
+from service.engines.stages import WARMUP_TOKENS, StageClock, to_samples
 
 EXPORT_CARD = "onnx/export.json"
 EXPORT_COMMAND = "python -m training export-onnx"
@@ -89,7 +89,7 @@ class OnnxEngine:
 
     def _run(self, batch: Sequence[EngineInput]) -> BatchOutput:
         feeds = _collate(batch, self.meta.modality, self._torch_device)
-        clock = _StageClock(self._torch_device)
+        clock = StageClock(self._torch_device)
         straight = self._straight(feeds)
         clock.lap("straight")
         agent_logits = self._parts["agent"]({PROFILE: straight.profile})[0]  # (B, 4)
@@ -97,7 +97,7 @@ class OnnxEngine:
         clock.lap("agent")
         out = self._recompute(straight, actions, agent_logits)
         clock.lap("loop")
-        samples = _to_samples(out)
+        samples = to_samples(out)
         clock.lap("head")
         return BatchOutput(samples, clock.seconds)
 

@@ -7,7 +7,6 @@ the device, otherwise the asynchronous launches would all be billed to the last 
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -16,9 +15,8 @@ import torch
 
 from model.actions import N_ACTIONS
 from model.checkpoint import LoadedCheckpoint, load_checkpoint
-from service.engines.base import BatchOutput, EngineInput, ModelMeta, SampleResult
-
-WARMUP_TOKENS = 8  # length of the dummy text used to warm a text model up
+from service.engines.base import BatchOutput, EngineInput, ModelMeta
+from service.engines.stages import WARMUP_TOKENS, StageClock, to_samples
 
 
 class TorchEngine:
@@ -41,7 +39,7 @@ class TorchEngine:
 
     def _run(self, batch: Sequence[EngineInput]) -> BatchOutput:
         x, lengths = self._collate(batch)
-        clock = _StageClock(self._torch_device)
+        clock = StageClock(self._torch_device)
         straight = self.net.straight(x, lengths)
         clock.lap("straight")
         actions, agent_logits = self.net.decide(straight)
@@ -49,7 +47,7 @@ class TorchEngine:
         clock.lap("agent")
         out = self.net.recompute(straight, actions, agent_logits)
         clock.lap("loop")
-        samples = _to_samples(out)
+        samples = to_samples(out)
         clock.lap("head")
         return BatchOutput(samples, clock.seconds)
 
@@ -89,36 +87,3 @@ class TorchEngine:
 def load(directory: Path, device: str) -> TorchEngine:
     """The registry factory: (checkpoint directory, device) -> engine."""
     return TorchEngine(load_checkpoint(directory, device=device), device)
-
-
-def _to_samples(out) -> list[SampleResult]:
-    probabilities = out.logits.float().softmax(dim=1).cpu().tolist()  # (B, C)
-    class_index = out.logits.argmax(dim=1).cpu().tolist()
-    columns = (out.actions, out.iterations, out.converged, out.layer_evaluations)
-    actions, iterations, converged, evaluations = (t.cpu().tolist() for t in columns)
-    return [
-        SampleResult(
-            class_index=class_index[i],
-            probabilities=tuple(probabilities[i]),
-            action=actions[i],
-            iterations=iterations[i],
-            converged=bool(converged[i]),
-            layer_evaluations=evaluations[i],
-        )
-        for i in range(len(actions))
-    ]
-
-
-class _StageClock:
-    def __init__(self, device: torch.device) -> None:
-        self._sync = device.type == "cuda"
-        self._device = device
-        self._last = time.perf_counter()
-        self.seconds: dict[str, float] = {}
-
-    def lap(self, stage: str) -> None:
-        if self._sync:
-            torch.cuda.synchronize(self._device)
-        now = time.perf_counter()
-        self.seconds[stage] = now - self._last
-        self._last = now
