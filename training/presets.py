@@ -60,6 +60,15 @@ _CPU: dict[str, Any] = {
     "eval_subset": 2000,
 }
 
+# The LSTM both CPU text recipes train: small enough for 2 cores, loops capped at 6 steps.
+_TEXT_MODEL: dict[str, Any] = {
+    "embed_dim": 128,
+    "hidden_size": 128,
+    "backward": "phantom",
+    "phantom_steps": 2,
+    "max_iter": 6,
+}
+
 PRESETS: dict[str, dict[str, Any]] = {
     "thesis": {},
     "cpu": _CPU,
@@ -106,13 +115,7 @@ PRESETS: dict[str, dict[str, Any]] = {
             "straight_weight": 0.05,
         },
         "agent": {"beta": 0.1},
-        "model": {
-            "embed_dim": 128,
-            "hidden_size": 128,
-            "backward": "phantom",
-            "phantom_steps": 2,
-            "max_iter": 6,
-        },
+        "model": _TEXT_MODEL,
         "threads": 1,
         "eval_batch_size": 250,
         "eval_subset": 2000,
@@ -131,13 +134,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         },
         "phases": {"warmup_epochs": 1, "agent_epochs": 1, "joint_epochs": 1},
         "agent": {"beta": 0.02},
-        "model": {
-            "embed_dim": 128,
-            "hidden_size": 128,
-            "backward": "phantom",
-            "phantom_steps": 2,
-            "max_iter": 6,
-        },
+        "model": _TEXT_MODEL,
         "threads": 1,
         "eval_batch_size": 32,
         "eval_subset": 320,
