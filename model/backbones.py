@@ -56,6 +56,7 @@ class LSTMBackbone(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.embed = nn.Embedding(cfg.vocab_size, cfg.embed_dim, padding_idx=0)
+        self.embed_dropout = nn.Dropout(cfg.embed_dropout)
         self.proj = nn.Linear(cfg.embed_dim, cfg.hidden_size)
         self.layers = nn.ModuleList(LSTMLoopLayer(cfg.hidden_size) for _ in range(3))
         self.per_token = cfg.task == "lm"
@@ -68,7 +69,7 @@ class LSTMBackbone(nn.Module):
             lengths = (x != 0).sum(1)
         steps = torch.arange(x.shape[1], device=x.device)
         mask = (steps[None, :] < lengths[:, None]).unsqueeze(-1).to(self.proj.weight.dtype)
-        u = self.proj(self.embed(x)) * mask  # (B, T, H)
+        u = self.proj(self.embed_dropout(self.embed(x))) * mask  # (B, T, H)
         return u, mask  # mask (B, T, 1)
 
     def pool(self, z: Tensor, u: Tensor, mask: Tensor) -> Tensor:

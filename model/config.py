@@ -22,6 +22,9 @@ class ModelConfig:
     vocab_size: int = 0
     embed_dim: int = 128
     hidden_size: int = 256
+    # Dropout on the embeddings, training only. It sits outside the loops (the stem runs once
+    # per forward), so every fixed-point map stays deterministic and can converge.
+    embed_dropout: float = 0.0
 
     # Forward fixed-point solve (thesis §3.1: relative residual, tol 1e-2).
     solver: str = "fixed_point"  # key in model.solvers.SOLVERS
@@ -48,6 +51,8 @@ class ModelConfig:
             raise ValueError(f"task must be 'classify' or 'lm', got {self.task!r}")
         if self.task == "lm" and self.arch != "lstm":
             raise ValueError("task 'lm' needs arch 'lstm'")
+        if not 0.0 <= self.embed_dropout < 1.0:
+            raise ValueError(f"embed_dropout must be in [0, 1), got {self.embed_dropout}")
         if self.n_classes < 2:
             raise ValueError("n_classes must be ≥ 2")
 

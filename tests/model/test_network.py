@@ -1,12 +1,14 @@
 """DynaLayNet: actions run exactly their layers, grouped batches equal per-sample runs."""
 
+import dataclasses
+
 import pytest
 import torch
 
 from model.actions import ACTIONS, layer_evaluations, looped_layers
 from model.config import ModelConfig
 from model.network import build_model
-from tests.model.conftest import cnn_batch, lstm_batch
+from tests.model.conftest import TINY_LSTM, cnn_batch, lstm_batch
 
 
 def _count_layer_rows(net):
@@ -133,3 +135,24 @@ def test_training_forward_backpropagates_through_loops(tiny_cnn):
     torch.nn.functional.cross_entropy(out.logits, torch.arange(4)).backward()
     grads = [p.grad for p in net.backbone.layers.parameters()]
     assert all(g is not None and torch.isfinite(g).all() for g in grads)
+
+
+def test_embed_dropout_acts_in_training_only_and_keeps_loops_deterministic():
+    tokens, lengths = lstm_batch()
+    torch.manual_seed(0)
+    plain = build_model(dataclasses.replace(TINY_LSTM, embed_dropout=0.0)).double()
+    dropped = build_model(dataclasses.replace(TINY_LSTM, embed_dropout=0.5)).double()
+    dropped.load_state_dict(plain.state_dict())  # dropout has no weights: same parameters
+    loop_all = torch.full((len(tokens),), 3)
+
+    plain.eval(), dropped.eval()
+    want = plain(tokens, actions=loop_all, lengths=lengths).logits
+    got = dropped(tokens, actions=loop_all, lengths=lengths).logits
+    torch.testing.assert_close(got, want)  # eval: identity
+
+    dropped.train()
+    torch.manual_seed(1)
+    train_out = dropped(tokens, actions=loop_all, lengths=lengths)
+    assert not torch.allclose(train_out.logits, want)  # train: embeddings are dropped
+    # The dropout sits in the stem, outside the fixed-point map, so the loops still converge.
+    assert bool(train_out.converged.all())
