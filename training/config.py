@@ -59,6 +59,9 @@ class PhaseConfig:
     loop_actions: str = "sample"  # sample: random looped action per sample | batch: one per batch
 
 
+POLICY_ESTIMATORS = ("self_critical", "all_actions")  # training.steps.ESTIMATORS
+
+
 @dataclass(frozen=True)
 class AgentConfig:
     alpha: float = 0.5  # reward for a correct prediction
@@ -67,6 +70,15 @@ class AgentConfig:
     entropy: float = 0.01  # entropy bonus against policy collapse
     prob_floor: float = 0.1  # sampling mixes ε of uniform into the policy: p ≥ ε/4 per action
     cost_normalizer: float | None = None  # layer evaluations that count as cost 1 (None: max)
+    # Policy-gradient estimator (training.steps.ESTIMATORS): "self_critical" samples one action
+    # (REINFORCE, greedy baseline); "all_actions" measures all four, exact gradient of E_p[R].
+    estimator: str = "self_critical"
+
+    def __post_init__(self) -> None:
+        if self.estimator not in POLICY_ESTIMATORS:
+            raise ValueError(
+                f"unknown estimator {self.estimator!r}; expected one of {POLICY_ESTIMATORS}"
+            )
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,14 @@ the agent no gradient by itself. The agent's term is the score-function estimato
     L_agent = −γ · mean[(R(a_sampled) − R(a_greedy)) · log p̃(a_sampled)] − η · mean[H(p)]
 with the greedy action's reward as a self-critical baseline (BlockDrop) and p̃ the bounded
 behaviour policy p̃ = (1−ε)·p + ε/4 actually sampled from (so no action ever starves).
+
+With only four actions the expectation can also be taken exactly: measure every action's
+reward R(x, a) and use
+    L_agent = −γ · mean[Σ_a p(a|x) · (R(x, a) − b(x))] − η · mean[H(p)],   b = Σ_a p·R (detached)
+whose gradient is ∇E_p[R] itself, with no sampling noise. It costs a forward of every looped
+mode per batch (no backward through the backbone), and it is what lets the agent learn *which*
+inputs profit from a loop: with a correctness bit as reward, a sampled action's advantage is 0
+for all but the few samples where the modes disagree.
 """
 
 from __future__ import annotations
@@ -54,3 +62,17 @@ def policy_loss(
     entropy = -(probs * agent_logits.log_softmax(dim=-1)).sum(dim=-1).mean()
     loss = -gamma * (advantage.detach() * chosen).mean() - entropy_weight * entropy
     return PolicyLoss(loss, entropy.detach(), advantage.detach().mean())
+
+
+def expected_reward_loss(
+    agent_logits: torch.Tensor, rewards: torch.Tensor, gamma: float, entropy_weight: float
+) -> PolicyLoss:
+    """Exact policy gradient. agent_logits (B, A) with grad; rewards (B, A), every action's."""
+    probs = agent_logits.softmax(dim=-1)  # (B, A)
+    rewards = rewards.detach()
+    baseline = (probs.detach() * rewards).sum(dim=-1, keepdim=True)  # (B, 1)
+    expected_advantage = (probs * (rewards - baseline)).sum(dim=-1)  # (B,), value 0, grad ∇E[R]
+    entropy = -(probs * agent_logits.log_softmax(dim=-1)).sum(dim=-1).mean()
+    loss = -gamma * expected_advantage.mean() - entropy_weight * entropy
+    best_gain = (rewards.max(dim=-1).values - baseline.squeeze(-1)).mean()  # room left to learn
+    return PolicyLoss(loss, entropy.detach(), best_gain.detach())

@@ -15,7 +15,13 @@ from model.actions import N_ACTIONS
 from model.network import DynaLayNet, ForwardOutput, StraightPass
 from training.config import TrainConfig
 from training.objective import cross_entropy, sample_scores
-from training.policy import greedy_actions, policy_loss, sample_actions
+from training.policy import (
+    PolicyLoss,
+    expected_reward_loss,
+    greedy_actions,
+    policy_loss,
+    sample_actions,
+)
 from training.reward import reward
 
 
@@ -99,21 +105,46 @@ STEPS = {"backbone": backbone_step, "agent": agent_step, "joint": joint_step}
 
 
 def _policy_terms(ctx, straight: StraightPass, agent_logits, y, grad: bool):
-    """Samples actions, measures their reward and the greedy baseline's, builds the PG loss."""
+    """Samples actions (the backbone trains on their outputs), measures their reward, and builds
+    the agent's loss with the configured estimator."""
     a = ctx.cfg.agent
     sampled = sample_actions(agent_logits, a.prob_floor, ctx.generator)
     greedy = greedy_actions(agent_logits.detach())
     with torch.set_grad_enabled(grad):
         out_s = ctx.net.recompute(straight, sampled, agent_logits.detach())
     r_s = _reward(ctx, out_s, y)
+    pg = ESTIMATORS[a.estimator](ctx, straight, agent_logits, y, sampled, r_s)
+    return pg, sampled, greedy, out_s, r_s
+
+
+def _self_critical(ctx, straight, agent_logits, y, sampled, r_s) -> PolicyLoss:
+    """REINFORCE on the sampled action with the greedy action's reward as baseline."""
+    a = ctx.cfg.agent
+    greedy = greedy_actions(agent_logits.detach())
     with torch.no_grad():
-        # Baseline: reward of the greedy action. Where it equals the sampled one the advantage is
-        # 0, so only the differing samples are recomputed (the rest run as straight: free).
+        # Where greedy equals sampled the advantage is 0, so only the differing samples are
+        # recomputed (the rest run as straight: free).
         differ = greedy != sampled
         out_g = ctx.net.recompute(straight, torch.where(differ, greedy, 0), agent_logits.detach())
         r_g = torch.where(differ, _reward(ctx, out_g, y, greedy), r_s)
-    pg = policy_loss(agent_logits, sampled, r_s - r_g, a.gamma, a.entropy, a.prob_floor)
-    return pg, sampled, greedy, out_s, r_s
+    return policy_loss(agent_logits, sampled, r_s - r_g, a.gamma, a.entropy, a.prob_floor)
+
+
+def _all_actions(ctx, straight, agent_logits, y, sampled, r_s) -> PolicyLoss:
+    """Exact gradient of E_p[R] from every action's measured reward, (B, 4)."""
+    a = ctx.cfg.agent
+    rewards = torch.empty(y.shape[0], N_ACTIONS, device=r_s.device)
+    with torch.no_grad():
+        for action in range(N_ACTIONS):
+            mine = sampled == action  # already measured: run those samples as straight (free)
+            acts = torch.where(mine, 0, action)
+            out = ctx.net.recompute(straight, acts, agent_logits.detach())
+            full = torch.full_like(sampled, action)
+            rewards[:, action] = torch.where(mine, r_s.detach(), _reward(ctx, out, y, full))
+    return expected_reward_loss(agent_logits, rewards, a.gamma, a.entropy)
+
+
+ESTIMATORS = {"self_critical": _self_critical, "all_actions": _all_actions}
 
 
 def _reward(ctx, out: ForwardOutput, y, actions=None) -> torch.Tensor:

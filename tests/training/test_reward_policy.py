@@ -3,7 +3,7 @@ import torch
 
 from model.config import ModelConfig
 from model.network import build_model
-from training.policy import bounded_probs, policy_loss
+from training.policy import bounded_probs, expected_reward_loss, policy_loss
 from training.reward import max_layer_evaluations, reward
 
 
@@ -58,3 +58,41 @@ def test_agent_term_never_reaches_the_backbone():
     policy_loss(logits, torch.tensor([0, 1, 2, 3]), adv, 0.2, 0.01, 0.1).loss.backward()
     assert all(p.grad is None for p in net.backbone.parameters())
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in net.agent.parameters())
+
+
+def test_expected_reward_gradient_equals_the_exhaustive_reinforce_expectation():
+    # ∇ E_p[R] = Σ_a p_a (R_a − b) ∇log p_a: the score-function estimator averaged over every
+    # action, weighted by its probability, must equal the exact estimator's gradient.
+    gen = torch.Generator().manual_seed(0)
+    logits = torch.randn(6, 4, generator=gen, dtype=torch.float64, requires_grad=True)
+    rewards = torch.rand(6, 4, generator=gen, dtype=torch.float64)
+    exact = torch.autograd.grad(expected_reward_loss(logits, rewards, 1.0, 0.0).loss, logits)[0]
+
+    probs = logits.softmax(-1).detach()
+    baseline = (probs * rewards).sum(-1, keepdim=True)
+    score = logits.log_softmax(-1)  # (B, A)
+    reinforce = -(probs * (rewards - baseline) * score).sum(-1).mean()
+    want = torch.autograd.grad(reinforce, logits)[0]
+    torch.testing.assert_close(exact, want)
+
+
+def test_expected_reward_loss_routes_each_sample_to_its_own_best_action():
+    torch.manual_seed(0)
+    agent = torch.nn.Linear(4, 4)
+    profile = torch.eye(4).repeat(8, 1)  # 4 kinds of input, 8 of each
+    rewards = torch.eye(4)[[2, 0, 3, 1]].repeat(8, 1)  # kind k pays only for action best[k]
+    opt = torch.optim.SGD(agent.parameters(), lr=1.0)
+    for _ in range(200):
+        opt.zero_grad()
+        expected_reward_loss(agent(profile), rewards, gamma=1.0, entropy_weight=0.0).loss.backward()
+        opt.step()
+    assert agent(profile[:4]).argmax(-1).tolist() == [2, 0, 3, 1]
+
+
+def test_unknown_estimator_is_refused_and_the_registry_matches_the_config():
+    from training.config import POLICY_ESTIMATORS, AgentConfig
+    from training.steps import ESTIMATORS
+
+    assert set(ESTIMATORS) == set(POLICY_ESTIMATORS)
+    with pytest.raises(ValueError, match="estimator"):
+        AgentConfig(estimator="a2c")
