@@ -52,7 +52,7 @@ def plot_tradeoff(
     for label, (evals, acc) in points.items():
         ax.scatter(evals, acc, marker=next(markers, "o"), s=90, zorder=5, label=label)
     ax.set(title=title, xlabel="mean layer evaluations / image", ylabel="test accuracy")
-    ax.legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    # Below the axes: inside, the legend hid the curves it names.
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
