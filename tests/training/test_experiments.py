@@ -110,7 +110,9 @@ def test_fig43b(reports):
     doc = reports("fig43b")
     _common(doc, reports.root, "fig43b")
     res = doc["results"]
-    assert len(res["points"]) == len(res["betas"]) >= 5 and res["shared_backbone"]
+    assert len(res["betas"]) >= 5 and res["shared_backbone"]
+    assert len(res["points"]) == len(res["betas"]) * len(res["estimators"])
+    assert {q["estimator"] for q in res["points"]} == set(res["estimators"])
     for q in res["points"]:
         assert sum(q["action_frequencies"].values()) == pytest.approx(1.0)
         assert _prob(q["accuracy"]) and q["mean_layer_evaluations"] >= 3
