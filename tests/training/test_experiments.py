@@ -53,8 +53,9 @@ def test_table41(reports):
     doc = reports("table41")
     _common(doc, reports.root, "table41")
     rows = {r["model"]: r for r in doc["results"]["rows"]}
-    assert list(rows) == ["plain", "loop_all", "deq_solver", "dynalay", "gate", "oracle"]
-    for name in ("plain", "loop_all", "deq_solver", "dynalay"):
+    agents = ["dynalay", "dynalay_all_actions"]
+    assert list(rows) == ["plain", "loop_all", "deq_solver", *agents, "gate", "oracle"]
+    for name in ("plain", "loop_all", "deq_solver", *agents):
         r = rows[name]
         assert _prob(r["accuracy"]) and r["test_loss"] > 0 and r["ms_per_image"] > 0
         assert r["train_forward_seconds"] > 0 and r["train_backward_seconds"] > 0
@@ -80,6 +81,8 @@ def test_table41(reports):
     assert ratios["deq_solver"]["ms_per_image_vs_deq_solver"] == pytest.approx(1.0)
     t = doc["results"]["targets"]
     assert isinstance(t["met_above_gate"], bool) and t["agent_share_of_loop_all_evaluations"] > 0
+    assert list(doc["results"]["targets_by_arm"]) == agents
+    assert doc["results"]["targets_by_arm"]["dynalay"] == t
 
 
 def test_fig41(reports):

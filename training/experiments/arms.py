@@ -4,7 +4,8 @@
 - loop_all: every input loops L3∘L2∘L1 to a fixed point, no agent (DEQ-style; Model 3).
 - deq_solver: loop_all solved by torchdeq (Anderson/Broyden, implicit backward).
 - model_1, model_2: loop_l1 / loop_l1_l2 forced in training and test (Models 1, 2).
-- dynalay: the three-phase agent training of training.fit.
+- dynalay: the three-phase agent training of training.fit (the config's estimator).
+- dynalay_all_actions: the same with the exact all-actions policy gradient.
 The confidence gate and the per-sample oracle need no training of their own: they are read off
 the DynaLay backbone (training.metrics), so they share its data, budget and evaluation.
 
@@ -34,9 +35,11 @@ class Arm:
     label: str
     action: int | None  # forced in training and test; None: the agent decides
     model: dict[str, Any] = field(default_factory=dict)  # ModelConfig overrides
+    train: dict[str, Any] = field(default_factory=dict)  # TrainConfig overrides
 
     def config(self, cfg: TrainConfig) -> TrainConfig:
         """This arm's training config derived from the experiment's shared one."""
+        cfg = merge(cfg, self.train) if self.train else cfg
         cfg = merge(cfg, {"model": self.model}) if self.model else cfg
         if self.action is None:
             return cfg
@@ -56,6 +59,11 @@ def dynalay() -> Arm:
     return Arm("dynalay", "DynaLay (agent)", None)
 
 
+def dynalay_all_actions() -> Arm:
+    label = "DynaLay (agent, all-actions gradient)"
+    return Arm("dynalay_all_actions", label, None, train={"agent": {"estimator": "all_actions"}})
+
+
 def plain() -> Arm:
     return forced(0, "plain", "3-layer model (straight only, no agent)")
 
@@ -70,7 +78,12 @@ def deq_with_solver(solver: str = "anderson") -> Arm:
 
 
 def by_name(name: str, params: dict[str, Any]) -> Arm:
-    builders = {"plain": plain, "loop_all": loop_all, "dynalay": dynalay}
+    builders = {
+        "plain": plain,
+        "loop_all": loop_all,
+        "dynalay": dynalay,
+        "dynalay_all_actions": dynalay_all_actions,
+    }
     if name in builders:
         return builders[name]()
     if name == "deq_solver":
