@@ -142,7 +142,7 @@ def _summary(estimator: str, pts: list[dict[str, Any]]) -> str:
         f"`{estimator}`: from β={lo['beta']:g} to β={hi['beta']:g} the compute goes from "
         f"{md.num(lo['mean_layer_evaluations'])} to {md.num(hi['mean_layer_evaluations'])} layer "
         f"evaluations per image and the accuracy from {md.pct(lo['accuracy'])} to "
-        f"{md.pct(hi['accuracy'])}; the agent uses ≥ 2 actions (≥ 2% each) for {mixed} and is "
-        f"above the best confidence gate at the same compute for {above} of {len(pts)} values "
-        "of β."
+        f"{md.pct(hi['accuracy'])}; of {len(pts)} values of β, the agent uses ≥ 2 actions "
+        f"(≥ 2% each) at {mixed} and is above the best confidence gate at the same compute at "
+        f"{above}."
     )
