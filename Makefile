@@ -50,10 +50,13 @@ train: $(STAMP)
 		--init-from runs/cifar10-base/ckpt --name cifar10 --out checkpoints/cifar10 \
 		--run-dir runs/cifar10-loops/run
 
-## make train-imdb: retrain the embedded IMDB default on CPU
+## make train-imdb: retrain the embedded IMDB default on CPU, two stages (see README "Training")
 train-imdb: $(STAMP)
-	$(PY) -m training fit --preset text-cpu --dataset imdb --data-dir $(DATA) --out checkpoints/imdb
-	$(PY) -m training evaluate checkpoints/imdb --data-dir $(DATA)
+	$(PY) -m training fit --preset text-cpu --dataset imdb --data-dir $(DATA) \
+		--out runs/imdb-base/ckpt --run-dir runs/imdb-base/run
+	$(PY) -m training fit --preset text-cpu-loops --dataset imdb --data-dir $(DATA) \
+		--init-from runs/imdb-base/ckpt --name imdb --out checkpoints/imdb \
+		--run-dir runs/imdb-loops/run
 
 ## make evaluate: re-measure the embedded CIFAR-10 default on the full test set
 evaluate: $(STAMP)

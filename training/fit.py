@@ -92,6 +92,14 @@ def cost_normalizer(cfg: TrainConfig, net: DynaLayNet) -> float:
     return cfg.agent.cost_normalizer or float(max_layer_evaluations(net.config.max_iter))
 
 
+def _start_tokenizer(cfg: TrainConfig) -> Path | None:
+    """The --init-from checkpoint's tokenizer file, if it has one."""
+    if not cfg.init_from:
+        return None
+    pre = load_checkpoint(cfg.init_from).preprocessing
+    return Path(cfg.init_from) / pre["tokenizer"] if pre.get("tokenizer") else None
+
+
 def prepare_data(
     cfg: TrainConfig, runtime: Runtime, run_dir: Path | None = None, fresh: bool = False
 ) -> PreparedData:
@@ -101,7 +109,8 @@ def prepare_data(
 
         cache = run_dir / TOKENIZER_CACHE if run_dir else None
         shard = Shard(runtime.rank, runtime.world)
-        return prepare_text(cfg, runtime.device, shard, cache, fresh)
+        start = _start_tokenizer(cfg)
+        return prepare_text(cfg, runtime.device, shard, cache, fresh, start)
     data = load_data(cfg)
     return PreparedData(
         train_it=make_batches(cfg, data.train, data, runtime, train=True),

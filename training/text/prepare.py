@@ -30,14 +30,20 @@ def prepare_text(
     shard: Shard,
     tokenizer_cache: Path | None = None,
     fresh: bool = False,
+    start_tokenizer: Path | None = None,
 ) -> PreparedData:
+    """start_tokenizer: the tokenizer of the checkpoint whose weights a run starts from
+    (--init-from). Its embedding rows are indexed by those token ids, so it is reused as is."""
     d = cfg.data
     if d.data_dir is None:
         raise ValueError(f"{d.dataset} needs --data-dir")
     if d.dataset == "imdb":
         train_text = _subset(load_imdb(Path(d.data_dir), "train"), d.train_subset)
         test_text = _subset(load_imdb(Path(d.data_dir), "test"), d.test_subset)
-        tokenizer = load_or_train(tokenizer_cache, train_text.texts, d.tokenizer_vocab, fresh)
+        if start_tokenizer is not None:
+            tokenizer = Tokenizer.from_file(str(start_tokenizer))
+        else:
+            tokenizer = load_or_train(tokenizer_cache, train_text.texts, d.tokenizer_vocab, fresh)
         train, test = (encode_split(tokenizer, s, d.max_length) for s in (train_text, test_text))
         model = {"arch": "lstm", "task": "classify", "vocab_size": tokenizer.get_vocab_size()}
         preprocessing = {"kind": "text", "tokenizer": TOKENIZER_FILE, "max_length": d.max_length}
