@@ -60,10 +60,15 @@ def write_report(paths: list[Path], out: Path | None = None) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     data: dict[str, Any] = {"runs": [r.label for r in runs]}
     data["action_frequencies"] = plot_action_frequencies(runs[0], out / "action_frequencies.png")
-    data["reward"] = plot_reward(runs, out / "reward.png")
+    if any(_has_reward(r) for run in runs for r in run.history):
+        data["reward"] = plot_reward(runs, out / "reward.png")
     data["curves"] = plot_curves(runs, out / "curves.png")
     main = next((r for r in runs if r.metrics.get("forced")), None)
-    if main is not None:
+    if main is not None and "perplexity" in main.metrics:  # a language model
+        data["perplexity_compute"] = plot_perplexity_compute(
+            main.metrics, out / "perplexity_compute.png"
+        )
+    elif main is not None:
         data["accuracy_compute"] = plot_accuracy_compute(main.metrics, out / "accuracy_compute.png")
         data["gate_vs_agent"] = plot_gate_vs_agent(main.metrics, out / "gate_vs_agent.png")
     (out / "report.json").write_text(json.dumps(data, indent=2) + "\n")
@@ -98,7 +103,8 @@ def plot_reward(runs: list[Run], path: Path) -> dict[str, Any]:
     series = {}
     fig, ax = plt.subplots(figsize=(6, 4))
     for run in runs:
-        pts = [(r["epoch"], r["test"]["mean_reward"]) for r in run.history if "test" in r]
+        # Language-model evaluations report perplexity, not a reward: those runs have no curve.
+        pts = [(r["epoch"], r["test"]["mean_reward"]) for r in run.history if _has_reward(r)]
         if pts:
             xs, ys = zip(*pts, strict=True)
             ax.plot(xs, ys, marker="o", ms=3, alpha=0.7, label=run.label)
@@ -113,6 +119,10 @@ def plot_reward(runs: list[Run], path: Path) -> dict[str, Any]:
     ax.legend(fontsize=8)
     _save(fig, path)
     return series
+
+
+def _has_reward(record: dict[str, Any]) -> bool:
+    return "mean_reward" in record.get("test", {})
 
 
 def plot_curves(runs: list[Run], path: Path) -> dict[str, Any]:
@@ -159,6 +169,27 @@ def plot_accuracy_compute(m: dict[str, Any], path: Path) -> dict[str, Any]:
     fig.legend(loc="upper left", fontsize=8)
     _save(fig, path)
     return {"names": names, "accuracy": acc, "mean_layer_evaluations": evals}
+
+
+def plot_perplexity_compute(m: dict[str, Any], path: Path) -> dict[str, Any]:
+    """Language models: test perplexity and layer evaluations per token of each forced action
+    and of the agent."""
+    names = [*ACTIONS, "agent"]
+    ppl = [m["forced"][a]["perplexity"] for a in ACTIONS] + [m["perplexity"]]
+    evals = [m["forced"][a]["mean_layer_evaluations"] for a in ACTIONS]
+    evals += [m["mean_layer_evaluations"]]
+    fig, ax1 = plt.subplots(figsize=(8, 4))
+    pos = np.arange(len(names))
+    ax1.bar(pos - 0.2, ppl, 0.4, color="tab:blue", label="perplexity")
+    ax1.set(ylim=(0.95 * min(ppl), 1.02 * max(ppl)), ylabel="test perplexity (lower is better)")
+    ax2 = ax1.twinx()
+    ax2.bar(pos + 0.2, evals, 0.4, color="tab:orange", label="layer evaluations")
+    ax2.set(ylabel="mean layer evaluations / sequence")
+    ax1.set_xticks(pos, names, rotation=20)
+    ax1.set_title("Perplexity and compute per action (test)")
+    fig.legend(loc="upper left", fontsize=8)
+    _save(fig, path)
+    return {"names": names, "perplexity": ppl, "mean_layer_evaluations": evals}
 
 
 def plot_gate_vs_agent(m: dict[str, Any], path: Path) -> dict[str, Any]:

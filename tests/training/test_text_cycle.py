@@ -143,3 +143,11 @@ def test_language_model_fit_and_evaluate_report_perplexity(tmp_path, capsys):
     assert 1.0 < m["perplexity"] < len(ckpt.classes)  # learned something
     assert main(["evaluate", str(out), "--data-dir", str(data), "--no-write"]) == 0
     assert "perplexity" in capsys.readouterr().out
+    # The report draws perplexity per action for a language model (no accuracy/gate plots).
+    report = tmp_path / "report"
+    assert main(["report", str(out), str(tmp_path / "run"), "--out", str(report)]) == 0
+    written = json.loads((report / "report.json").read_text())
+    assert (report / "perplexity_compute.png").read_bytes()[:4] == b"\x89PNG"
+    ppl = written["perplexity_compute"]["perplexity"]
+    assert ppl == pytest.approx([*(m["forced"][a]["perplexity"] for a in ACTIONS), m["perplexity"]])
+    assert "gate_vs_agent" not in written
