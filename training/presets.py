@@ -76,6 +76,32 @@ _TEXT_MODEL: dict[str, Any] = {
     "max_iter": 6,
 }
 
+# The IMDB embedded default's first stage.
+_TEXT_CPU: dict[str, Any] = {
+    "data": {"dataset": "imdb", "max_length": 512, "tokenizer_vocab": 12000},
+    "optim": {
+        "optimizer": "adam",
+        "lr": 2e-3,
+        "batch_size": 64,
+        "schedule": "onecycle",
+        "warmup_frac": 0.05,
+        "final_lr_frac": 0.05,
+        "grad_clip": 1.0,
+        "agent_lr": 3e-3,
+    },
+    "phases": {
+        "warmup_epochs": 4,
+        "agent_epochs": 1,
+        "joint_epochs": 2,
+        "straight_weight": 0.05,
+    },
+    "agent": {"beta": 0.1},
+    "model": {**_TEXT_MODEL, "embed_dropout": 0.4},
+    "threads": 1,
+    "eval_batch_size": 250,
+    "eval_subset": 2000,
+}
+
 PRESETS: dict[str, dict[str, Any]] = {
     "thesis": {},
     "cpu": _CPU,
@@ -106,42 +132,11 @@ PRESETS: dict[str, dict[str, Any]] = {
         "eval_batch_size": 128,
         "name": "dry-run",
     },
-    "text-cpu": {
-        "data": {"dataset": "imdb", "max_length": 512, "tokenizer_vocab": 12000},
-        "optim": {
-            "optimizer": "adam",
-            "lr": 2e-3,
-            "batch_size": 64,
-            "schedule": "onecycle",
-            "warmup_frac": 0.05,
-            "final_lr_frac": 0.05,
-            "grad_clip": 1.0,
-            "agent_lr": 3e-3,
-        },
-        "phases": {
-            "warmup_epochs": 4,
-            "agent_epochs": 1,
-            "joint_epochs": 2,
-            "straight_weight": 0.05,
-        },
-        "agent": {"beta": 0.1},
-        "model": {**_TEXT_MODEL, "embed_dropout": 0.4},
-        "threads": 1,
-        "eval_batch_size": 250,
-        "eval_subset": 2000,
-    },
+    "text-cpu": _TEXT_CPU,
+    # Stage 2 of the IMDB default (see text-cpu-loops above), from a text-cpu checkpoint.
     "text-cpu-loops": {
-        "data": {"dataset": "imdb", "max_length": 512, "tokenizer_vocab": 12000},
-        "optim": {
-            "optimizer": "adam",
-            "lr": 5e-4,
-            "batch_size": 64,
-            "schedule": "onecycle",
-            "warmup_frac": 0.05,
-            "final_lr_frac": 0.05,
-            "grad_clip": 1.0,
-            "agent_lr": 3e-3,
-        },
+        **_TEXT_CPU,
+        "optim": {**_TEXT_CPU["optim"], "lr": 5e-4},
         "phases": {
             "warmup_epochs": 2,
             "agent_epochs": 1,
@@ -149,10 +144,6 @@ PRESETS: dict[str, dict[str, Any]] = {
             "straight_weight": 0.0,
         },
         "agent": {"beta": 0.05, "estimator": "all_actions"},
-        "model": {**_TEXT_MODEL, "embed_dropout": 0.4},
-        "threads": 1,
-        "eval_batch_size": 250,
-        "eval_subset": 2000,
     },
     "lm-cpu": {
         "data": {"dataset": "wikitext2", "seq_len": 64, "train_subset": 1600},

@@ -156,40 +156,38 @@ def plot_accuracy_compute(m: dict[str, Any], path: Path) -> dict[str, Any]:
     acc = [m["forced"][a]["accuracy"] for a in ACTIONS] + [m["accuracy"], m["oracle"]["accuracy"]]
     evals = [m["forced"][a]["mean_layer_evaluations"] for a in ACTIONS]
     evals += [m["mean_layer_evaluations"], m["oracle"]["mean_layer_evaluations"]]
-    fig, ax1 = plt.subplots(figsize=(8, 4))
-    pos = np.arange(len(names))
-    ax1.bar(pos - 0.2, acc, 0.4, color="tab:blue", label="accuracy")
-    lo = min(acc)
-    ax1.set(ylim=(max(0.0, lo - 0.05), min(1.0, max(acc) + 0.02)), ylabel="accuracy")
-    ax2 = ax1.twinx()
-    ax2.bar(pos + 0.2, evals, 0.4, color="tab:orange", label="layer evaluations")
-    ax2.set(ylabel="mean layer evaluations / image")
-    ax1.set_xticks(pos, names, rotation=20)
-    ax1.set_title("Accuracy and compute per action (test)")
-    fig.legend(loc="upper left", fontsize=8)
-    _save(fig, path)
+    ylim = (max(0.0, min(acc) - 0.05), min(1.0, max(acc) + 0.02))
+    _bars_with_compute(names, acc, evals, ("accuracy", ylim), "image", "Accuracy", path)
     return {"names": names, "accuracy": acc, "mean_layer_evaluations": evals}
 
 
 def plot_perplexity_compute(m: dict[str, Any], path: Path) -> dict[str, Any]:
-    """Language models: test perplexity and layer evaluations per token of each forced action
-    and of the agent."""
+    """Language models: test perplexity and layer evaluations of each forced action and of the
+    agent."""
     names = [*ACTIONS, "agent"]
     ppl = [m["forced"][a]["perplexity"] for a in ACTIONS] + [m["perplexity"]]
     evals = [m["forced"][a]["mean_layer_evaluations"] for a in ACTIONS]
     evals += [m["mean_layer_evaluations"]]
+    ylim = (0.95 * min(ppl), 1.02 * max(ppl))
+    axis = ("test perplexity (lower is better)", ylim)
+    _bars_with_compute(names, ppl, evals, axis, "sequence", "Perplexity", path)
+    return {"names": names, "perplexity": ppl, "mean_layer_evaluations": evals}
+
+
+def _bars_with_compute(names, values, evals, axis, unit: str, what: str, path: Path) -> None:
+    """Side-by-side bars: a quality measure (left axis) and layer evaluations (right axis)."""
+    label, ylim = axis
     fig, ax1 = plt.subplots(figsize=(8, 4))
     pos = np.arange(len(names))
-    ax1.bar(pos - 0.2, ppl, 0.4, color="tab:blue", label="perplexity")
-    ax1.set(ylim=(0.95 * min(ppl), 1.02 * max(ppl)), ylabel="test perplexity (lower is better)")
+    ax1.bar(pos - 0.2, values, 0.4, color="tab:blue", label=label)
+    ax1.set(ylim=ylim, ylabel=label)
     ax2 = ax1.twinx()
     ax2.bar(pos + 0.2, evals, 0.4, color="tab:orange", label="layer evaluations")
-    ax2.set(ylabel="mean layer evaluations / sequence")
+    ax2.set(ylabel=f"mean layer evaluations / {unit}")
     ax1.set_xticks(pos, names, rotation=20)
-    ax1.set_title("Perplexity and compute per action (test)")
+    ax1.set_title(f"{what} and compute per action (test)")
     fig.legend(loc="upper left", fontsize=8)
     _save(fig, path)
-    return {"names": names, "perplexity": ppl, "mean_layer_evaluations": evals}
 
 
 def plot_gate_vs_agent(m: dict[str, Any], path: Path) -> dict[str, Any]:
