@@ -100,6 +100,7 @@ def plot_sweep(points: list[dict[str, Any]], path: Path) -> None:
         for a in ACTIONS:
             ax.plot(betas, [q["action_frequencies"][a] for q in mine], marker="o", label=a)
         ax.set(xlabel="cost weight β", ylabel="share of test inputs", ylim=(0, 1))
+        ax.set_xscale("symlog", linthresh=0.01)  # the interesting βs sit between 0 and 0.05
         ax2 = ax.twinx()
         ax2.plot(betas, [q["accuracy"] for q in mine], "k--", marker="s", label="test accuracy")
         ax2.set_ylabel("test accuracy")
