@@ -49,7 +49,7 @@ train: $(STAMP)
 	$(PY) -m training fit --preset cpu --threads 2 --dataset cifar10 --data-dir $(DATA) \
 		--out runs/cifar10-base/ckpt --run-dir runs/cifar10-base/run
 	$(PY) -m training fit --preset cpu-loops --threads 2 --dataset cifar10 --data-dir $(DATA) \
-		--init-from runs/cifar10-base/ckpt --name cifar10 --out checkpoints/cifar10 \
+		--init-from runs/cifar10-base/ckpt --name cifar10 --version 0.2.0 --out checkpoints/cifar10 \
 		--run-dir runs/cifar10-loops/run
 
 ## make train-imdb: retrain the embedded IMDB default on CPU, two stages (see README "Training")
@@ -57,7 +57,7 @@ train-imdb: $(STAMP)
 	$(PY) -m training fit --preset text-cpu --dataset imdb --data-dir $(DATA) \
 		--out runs/imdb-base/ckpt --run-dir runs/imdb-base/run
 	$(PY) -m training fit --preset text-cpu-loops --dataset imdb --data-dir $(DATA) \
-		--init-from runs/imdb-base/ckpt --name imdb --out checkpoints/imdb \
+		--init-from runs/imdb-base/ckpt --name imdb --version 0.2.0 --out checkpoints/imdb \
 		--run-dir runs/imdb-loops/run
 
 ## make evaluate: re-measure the embedded CIFAR-10 default on the full test set

@@ -76,6 +76,24 @@ _TEXT_MODEL: dict[str, Any] = {
     "max_iter": 6,
 }
 
+
+def _loops_stage(base: dict[str, Any], lr: float, loop_epochs: int, agent_epochs: int) -> dict:
+    """Stage 2 of an embedded default, run --init-from a `base` checkpoint: the looped modes
+    alone (straight weight 0) at a lower lr, then the agent with the all-actions gradient at
+    β 0.05; no joint phase (it would train the agent's pick, straight, again)."""
+    return {
+        **base,
+        "optim": {**base["optim"], "lr": lr},
+        "phases": {
+            "warmup_epochs": loop_epochs,
+            "agent_epochs": agent_epochs,
+            "joint_epochs": 0,
+            "straight_weight": 0.0,
+        },
+        "agent": {"beta": 0.05, "estimator": "all_actions"},
+    }
+
+
 # The IMDB embedded default's first stage.
 _TEXT_CPU: dict[str, Any] = {
     "data": {"dataset": "imdb", "max_length": 512, "tokenizer_vocab": 12000},
@@ -113,17 +131,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # with the exact all-actions gradient: self-critical REINFORCE (1 epoch) left the agent
     # 0.48 pt below forced loop_l1; two all-actions epochs put it 0.06 pt above, at 4.7 layer
     # evaluations instead of 11.5 (full test set, measured).
-    "cpu-loops": {
-        **{k: v for k, v in _CPU.items() if k != "phases"},
-        "optim": {**_CPU["optim"], "lr": 0.02},
-        "phases": {
-            "warmup_epochs": 3,
-            "agent_epochs": 2,
-            "joint_epochs": 0,
-            "straight_weight": 0.0,
-        },
-        "agent": {"beta": 0.05, "estimator": "all_actions"},
-    },
+    "cpu-loops": _loops_stage(_CPU, lr=0.02, loop_epochs=3, agent_epochs=2),
     "tiny": {
         "data": {"dataset": "synthetic", "synthetic_size": 256, "pad": 2},
         "optim": {"optimizer": "adam", "lr": 3e-3, "batch_size": 32, "agent_lr": 1e-2},
@@ -134,17 +142,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
     "text-cpu": _TEXT_CPU,
     # Stage 2 of the IMDB default (see text-cpu-loops above), from a text-cpu checkpoint.
-    "text-cpu-loops": {
-        **_TEXT_CPU,
-        "optim": {**_TEXT_CPU["optim"], "lr": 5e-4},
-        "phases": {
-            "warmup_epochs": 2,
-            "agent_epochs": 1,
-            "joint_epochs": 0,
-            "straight_weight": 0.0,
-        },
-        "agent": {"beta": 0.05, "estimator": "all_actions"},
-    },
+    "text-cpu-loops": _loops_stage(_TEXT_CPU, lr=5e-4, loop_epochs=2, agent_epochs=1),
     "lm-cpu": {
         "data": {"dataset": "wikitext2", "seq_len": 64, "train_subset": 1600},
         "optim": {

@@ -118,7 +118,7 @@ def markdown(doc: dict[str, Any]) -> list[str]:
     pts = res["points"]
     rows = [
         [
-            q.get("estimator", "self_critical"),
+            _estimator(q),
             f"{q['beta']:g}",
             *(md.pct(q["action_frequencies"][a], 0) for a in ACTIONS),
             md.pct(q["accuracy"]),
@@ -129,10 +129,14 @@ def markdown(doc: dict[str, Any]) -> list[str]:
     ]
     head = ["estimator", "β", *ACTIONS, "test acc", "layer evals", "agent − gate (same compute)"]
     lines = [*md.table(head, rows), ""]
-    for estimator in dict.fromkeys(q.get("estimator", "self_critical") for q in pts):
-        mine = [q for q in pts if q.get("estimator", "self_critical") == estimator]
+    for estimator in dict.fromkeys(_estimator(q) for q in pts):
+        mine = [q for q in pts if _estimator(q) == estimator]
         lines += [_summary(estimator, mine), ""]
     return [*lines, f"**Against the thesis**: it reports that {thesis.FIG_43B}."]
+
+
+def _estimator(q: dict[str, Any]) -> str:
+    return q.get("estimator", "self_critical")  # results from before the estimator sweep
 
 
 def _summary(estimator: str, pts: list[dict[str, Any]]) -> str:
