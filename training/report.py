@@ -4,6 +4,10 @@ PATH may be a checkpoint (manifest.json, metrics.json, history.json), a run dir 
 or a folder of run dirs. Several runs (seeds) give Fig 4.3a's reward-per-epoch over seeds.
 Figures: action_frequencies.png (Fig 4.1), reward.png (Fig 4.3a), accuracy_compute.png (each
 forced action, the agent, the oracle), gate_vs_agent.png (accuracy vs compute), curves.png.
+Checkpoints whose agents were trained at different cost weights β add Fig 4.3b's pictures:
+beta_sweep.png (action shares and accuracy per β) and tradeoff.png (each β's agent against the
+confidence gate of the first checkpoint's backbone — the same backbone when only the agent was
+trained, e.g. `fit --init-from CKPT --epochs 0,1,0 --beta B`).
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from model.actions import ACTIONS
+from training.experiments.fig43b import plot_sweep
+from training.experiments.tradeoff import plot_tradeoff
 
 
 @dataclass
@@ -27,6 +33,7 @@ class Run:
     label: str
     history: list[dict[str, Any]] = field(default_factory=list)
     metrics: dict[str, Any] = field(default_factory=dict)
+    agent: dict[str, Any] = field(default_factory=dict)  # the run's AgentConfig, when recorded
 
 
 def find_runs(paths: list[Path]) -> list[Run]:
@@ -49,9 +56,10 @@ def _read_run(path: Path) -> Run:
     history = read("history.json") or []
     metrics = read("metrics.json") or {}
     config = read("config.json") or read("state/state.json") or {}
-    seed = (config.get("train", {}).get("config") or config.get("config") or {}).get("seed")
+    train = config.get("train", {}).get("config") or config.get("config") or {}
+    seed = train.get("seed")
     label = path.name if seed is None else f"{path.name} (seed {seed})"
-    return Run(label, history, metrics)
+    return Run(label, history, metrics, train.get("agent", {}))
 
 
 def write_report(paths: list[Path], out: Path | None = None) -> Path:
@@ -71,6 +79,9 @@ def write_report(paths: list[Path], out: Path | None = None) -> Path:
     elif main is not None:
         data["accuracy_compute"] = plot_accuracy_compute(main.metrics, out / "accuracy_compute.png")
         data["gate_vs_agent"] = plot_gate_vs_agent(main.metrics, out / "gate_vs_agent.png")
+        swept = [r for r in runs if r.metrics.get("forced") and "beta" in r.agent]
+        if len({r.agent["beta"] for r in swept}) >= 2:
+            data["beta_sweep"] = plot_beta_sweep(swept, out)
     (out / "report.json").write_text(json.dumps(data, indent=2) + "\n")
     return out
 
@@ -229,6 +240,32 @@ def plot_gate_vs_agent(m: dict[str, Any], path: Path) -> dict[str, Any]:
         "gate_curves": curves,
         "agent": {"accuracy": m["accuracy"], "mean_layer_evaluations": m["mean_layer_evaluations"]},
         "oracle": o,
+    }
+
+
+def plot_beta_sweep(runs: list[Run], out: Path) -> dict[str, Any]:
+    """Fig 4.3b from separate checkpoints: one point per run, sorted by β."""
+    points = sorted((_sweep_point(r) for r in runs), key=lambda q: (q["estimator"], q["beta"]))
+    plot_sweep(points, out / "beta_sweep.png")
+    plot_tradeoff(
+        runs[0].metrics,
+        {f"β={q['beta']:g}": (q["mean_layer_evaluations"], q["accuracy"]) for q in points},
+        out / "tradeoff.png",
+        "Agent per β vs confidence gate (test)",
+    )
+    return {"points": points}
+
+
+def _sweep_point(run: Run) -> dict[str, Any]:
+    m = run.metrics
+    return {
+        "run": run.label,
+        "beta": run.agent["beta"],
+        "estimator": run.agent.get("estimator", "self_critical"),
+        "accuracy": m["accuracy"],
+        "mean_layer_evaluations": m["mean_layer_evaluations"],
+        "action_frequencies": {a: m["action_frequencies"].get(a, 0.0) for a in ACTIONS},
+        "gate_accuracy_at_same_compute": m["gate"]["best_accuracy_at_agent_compute"],
     }
 
 
