@@ -52,13 +52,15 @@ train: $(STAMP)
 		--init-from runs/cifar10-base/ckpt --name cifar10 --version 0.2.0 --out checkpoints/cifar10 \
 		--run-dir runs/cifar10-loops/run
 
-## make train-imdb: retrain the embedded IMDB default on CPU, two stages (see README "Training")
+## make train-imdb: retrain the embedded IMDB default on CPU, three stages (see README "Training")
 train-imdb: $(STAMP)
 	$(PY) -m training fit --preset text-cpu --dataset imdb --data-dir $(DATA) \
 		--out runs/imdb-base/ckpt --run-dir runs/imdb-base/run
 	$(PY) -m training fit --preset text-cpu-loops --dataset imdb --data-dir $(DATA) \
-		--init-from runs/imdb-base/ckpt --name imdb --version 0.2.0 --out checkpoints/imdb \
-		--run-dir runs/imdb-loops/run
+		--init-from runs/imdb-base/ckpt --out runs/imdb-loops/ckpt --run-dir runs/imdb-loops/run
+	$(PY) -m training fit --preset text-cpu-agent --dataset imdb --data-dir $(DATA) \
+		--init-from runs/imdb-loops/ckpt --name imdb --version 0.3.0 --out checkpoints/imdb \
+		--run-dir runs/imdb-agent/run
 
 ## make evaluate: re-measure the embedded CIFAR-10 default on the full test set
 evaluate: $(STAMP)

@@ -30,6 +30,13 @@ text-cpu-loops — stage 2 of the IMDB default, from a `text-cpu` checkpoint (--
             (16 min training + 8 min evaluation, 1 thread). The loops stay within 0.1 pt of one
             pass (an LSTM layer re-run on its own output changes little), so the agent keeps to
             `straight`, which is the cheapest and the best action here.
+text-cpu-agent — stage 3 of the IMDB default, from a `text-cpu-loops` checkpoint: one agent
+            epoch (backbone frozen, all-actions gradient) at β 0.002. At stage 2's β 0.05 the
+            agent keeps every review straight; the sweep in reports/runs/imdb-beta (5,000 test
+            reviews) has it mixed at β ≤ 0.002 and straight at β ≥ 0.01, with the accuracy flat
+            (88.62–88.70%): it sends the reviews it finds hard to the loops, which do not make
+            them more accurate. β 0.002 is the default so the served agent adapts (≈ 25% looped,
+            1.4× the straight compute); stage 2's checkpoint is the cheaper choice for accuracy.
 lm-cpu    — a short WikiText-2 language model on CPU: 1,600 sequences of 64 tokens (~5% of
             train), 1+1+1 epochs. The 33k-word softmax costs ~1.3 s per 2,048 tokens (fwd+bwd,
             1 thread), so one full-train epoch would take ~50 min on this box.
@@ -120,6 +127,8 @@ _TEXT_CPU: dict[str, Any] = {
     "eval_subset": 2000,
 }
 
+_TEXT_CPU_LOOPS = _loops_stage(_TEXT_CPU, lr=5e-4, loop_epochs=2, agent_epochs=1)
+
 PRESETS: dict[str, dict[str, Any]] = {
     "thesis": {},
     "cpu": _CPU,
@@ -142,7 +151,13 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
     "text-cpu": _TEXT_CPU,
     # Stage 2 of the IMDB default (see text-cpu-loops above), from a text-cpu checkpoint.
-    "text-cpu-loops": _loops_stage(_TEXT_CPU, lr=5e-4, loop_epochs=2, agent_epochs=1),
+    "text-cpu-loops": _TEXT_CPU_LOOPS,
+    # Stage 3 of the IMDB default (see text-cpu-agent above), from a text-cpu-loops checkpoint.
+    "text-cpu-agent": {
+        **_TEXT_CPU_LOOPS,
+        "phases": {**_TEXT_CPU_LOOPS["phases"], "warmup_epochs": 0, "agent_epochs": 1},
+        "agent": {"beta": 0.002, "estimator": "all_actions"},
+    },
     "lm-cpu": {
         "data": {"dataset": "wikitext2", "seq_len": 64, "train_subset": 1600},
         "optim": {

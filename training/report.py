@@ -252,6 +252,7 @@ def plot_beta_sweep(runs: list[Run], out: Path) -> dict[str, Any]:
         {f"β={q['beta']:g}": (q["mean_layer_evaluations"], q["accuracy"]) for q in points},
         out / "tradeoff.png",
         "Agent per β vs confidence gate (test)",
+        unit="input",
     )
     return {"points": points}
 

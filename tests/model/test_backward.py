@@ -113,8 +113,10 @@ def test_inference_returns_solver_output_for_every_mode():
         for mode in BACKWARDS:
             z, _ = solve_loop(layer, torch.zeros_like(x), (x,), LoopCfg(), mode)
             outs.append(z)
+    # Same solver, same inputs; not bit-equal: MKL's float64 kernels may round differently
+    # with the buffers' memory alignment, which depends on what earlier tests allocated.
     for z in outs[1:]:
-        assert torch.equal(z, outs[0])
+        torch.testing.assert_close(z, outs[0], rtol=0, atol=1e-12)
 
 
 def test_unknown_backward_lists_choices():

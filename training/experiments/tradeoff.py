@@ -31,9 +31,10 @@ def plot_tradeoff(
     points: dict[str, tuple[float, float]],
     path: Path,
     title: str,
+    unit: str = "image",
 ) -> None:
     """backbone: full_metrics of the model the gate and oracle are read from;
-    points: label → (mean layer evaluations, accuracy)."""
+    points: label → (mean layer evaluations, accuracy); unit: what one input is."""
     fig, ax = plt.subplots(figsize=(7, 4.8))
     for name, c in gate_curves(backbone).items():
         style = "-" if name == backbone["gate"]["action"] else ":"
@@ -51,7 +52,7 @@ def plot_tradeoff(
     markers = iter("*oDvP<>hX")
     for label, (evals, acc) in points.items():
         ax.scatter(evals, acc, marker=next(markers, "o"), s=90, zorder=5, label=label)
-    ax.set(title=title, xlabel="mean layer evaluations / image", ylabel="test accuracy")
+    ax.set(title=title, xlabel=f"mean layer evaluations / {unit}", ylabel="test accuracy")
     # Below the axes: inside, the legend hid the curves it names.
     ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2)
     fig.savefig(path, dpi=110, bbox_inches="tight")
