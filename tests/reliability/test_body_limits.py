@@ -24,7 +24,10 @@ from tests.service.helpers import CIFAR_PNGS
 
 LIMIT = 64 * 1024
 TIMEOUT_MS = 1500
-READ_SLACK = 64 * 1024  # one receive of the server beyond the limit
+# What the app may be handed past the limit in its last receive(): uvicorn buffers body bytes
+# until more than 64 KiB wait (then pauses the socket), and one transport read adds up to
+# asyncio's 256 KiB. Measured under CI load: 156,642 bytes, over the 128 KiB first assumed.
+READ_SLACK = 64 * 1024 + 256 * 1024
 HEAD = "POST /predict HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
 
 
