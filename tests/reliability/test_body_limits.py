@@ -78,8 +78,15 @@ def status_of(answer: str) -> int:
 
 def test_a_chunked_upload_past_the_limit_is_cut_off_with_413(server):
     total = 16 * 2**20
-    sock = connect(server, HEAD + "Transfer-Encoding: chunked\r\n")
-    sent, answer = stream_until_answered(sock, total)
+    # The server closes with the rest of the upload unread, so its kernel sends a reset; when
+    # that reset overtakes the client's read, the client's kernel drops the 413 it had already
+    # received (seen about 1 run in 10 here). That is TCP, not the service (uvicorn does no
+    # lingering close): retry such an empty answer, and only that.
+    for _attempt in range(3):
+        sock = connect(server, HEAD + "Transfer-Encoding: chunked\r\n")
+        sent, answer = stream_until_answered(sock, total)
+        if answer:
+            break
     assert status_of(answer) == 413
     read_by_server = int(re.search(r"the body is (\d+)\+ bytes", answer).group(1))
     assert LIMIT < read_by_server <= LIMIT + READ_SLACK  # stopped reading at the limit
