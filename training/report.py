@@ -24,7 +24,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from model.actions import ACTIONS
-from training.experiments.fig43b import plot_sweep
+from training.experiments.fig43b import plot_sweep, sweep_point
 from training.experiments.tradeoff import plot_tradeoff
 
 
@@ -258,16 +258,8 @@ def plot_beta_sweep(runs: list[Run], out: Path) -> dict[str, Any]:
 
 
 def _sweep_point(run: Run) -> dict[str, Any]:
-    m = run.metrics
-    return {
-        "run": run.label,
-        "beta": run.agent["beta"],
-        "estimator": run.agent.get("estimator", "self_critical"),
-        "accuracy": m["accuracy"],
-        "mean_layer_evaluations": m["mean_layer_evaluations"],
-        "action_frequencies": {a: m["action_frequencies"].get(a, 0.0) for a in ACTIONS},
-        "gate_accuracy_at_same_compute": m["gate"]["best_accuracy_at_agent_compute"],
-    }
+    beta, estimator = run.agent["beta"], run.agent.get("estimator", "self_critical")
+    return {"run": run.label, **sweep_point(beta, estimator, run.metrics)}
 
 
 def _colors() -> list[str]:

@@ -113,14 +113,13 @@ def _policy_terms(ctx, straight: StraightPass, agent_logits, y, grad: bool):
     with torch.set_grad_enabled(grad):
         out_s = ctx.net.recompute(straight, sampled, agent_logits.detach())
     r_s = _reward(ctx, out_s, y)
-    pg = ESTIMATORS[a.estimator](ctx, straight, agent_logits, y, sampled, r_s)
+    pg = ESTIMATORS[a.estimator](ctx, straight, agent_logits, y, sampled, greedy, r_s)
     return pg, sampled, greedy, out_s, r_s
 
 
-def _self_critical(ctx, straight, agent_logits, y, sampled, r_s) -> PolicyLoss:
+def _self_critical(ctx, straight, agent_logits, y, sampled, greedy, r_s) -> PolicyLoss:
     """REINFORCE on the sampled action with the greedy action's reward as baseline."""
     a = ctx.cfg.agent
-    greedy = greedy_actions(agent_logits.detach())
     with torch.no_grad():
         # Where greedy equals sampled the advantage is 0, so only the differing samples are
         # recomputed (the rest run as straight: free).
@@ -130,7 +129,7 @@ def _self_critical(ctx, straight, agent_logits, y, sampled, r_s) -> PolicyLoss:
     return policy_loss(agent_logits, sampled, r_s - r_g, a.gamma, a.entropy, a.prob_floor)
 
 
-def _all_actions(ctx, straight, agent_logits, y, sampled, r_s) -> PolicyLoss:
+def _all_actions(ctx, straight, agent_logits, y, sampled, greedy, r_s) -> PolicyLoss:
     """Exact gradient of E_p[R] from every action's measured reward, (B, 4)."""
     a = ctx.cfg.agent
     rewards = torch.empty(y.shape[0], N_ACTIONS, device=r_s.device)

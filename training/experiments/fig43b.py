@@ -49,7 +49,7 @@ def run(ctx: Context) -> dict[str, Any]:
             cfg_b = merge(cfg, {"agent": agent_cfg, "phases": agent_phases})
             tag = f" {estimator} β={beta}"
             agent = train_arm(ctx, arms.dynalay(), cfg_b, init_state=state, tag=tag)
-            points.append(_point(beta, estimator, agent.metrics))
+            points.append(sweep_point(beta, estimator, agent.metrics))
     plot_sweep(points, ctx.figure("beta_sweep"))
     plot_tradeoff(
         backbone.metrics,
@@ -75,7 +75,8 @@ def _label(q: dict[str, Any]) -> str:
     return f"{q['estimator']} β={q['beta']:g}"
 
 
-def _point(beta: float, estimator: str, m: dict[str, Any]) -> dict[str, Any]:
+def sweep_point(beta: float, estimator: str, m: dict[str, Any]) -> dict[str, Any]:
+    """One β's agent, from its full_metrics (also used by training.report)."""
     return {
         "beta": beta,
         "estimator": estimator,
