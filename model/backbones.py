@@ -12,7 +12,8 @@ import torch
 from torch import Tensor, nn
 
 from model.config import ModelConfig
-from model.layers import ConvLoopLayer, LSTMLoopLayer
+from model.layers import ConvLoopLayer, LSTMLoopLayer, SingleConvLoopLayer
+from model.whitening import WHITEN_KERNEL, whitening_filters
 
 
 class CNNBackbone(nn.Module):
@@ -44,6 +45,61 @@ class CNNBackbone(nn.Module):
     def head(self, z: Tensor, u: Tensor) -> Tensor:
         pooled = torch.cat([z.mean(dim=(2, 3)), z.amax(dim=(2, 3))], dim=1)  # (B, 2W)
         return self.fc(pooled)
+
+
+def _conv_bn(c_in: int, c_out: int, pool: bool) -> list[nn.Module]:
+    """conv 3×3 → [maxpool 2] → BatchNorm → GELU, the conv group unit of the fast recipes."""
+    mods: list[nn.Module] = [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False)]
+    if pool:
+        mods.append(nn.MaxPool2d(2))
+    return [*mods, nn.BatchNorm2d(c_out), nn.GELU()]
+
+
+HEAD_SCALE = 0.125
+
+
+class WhitenedCNNBackbone(nn.Module):
+    """Images (B, 3, 32, 32) → whitened stem at (B, width, 7, 7) → 3 conv loop layers → head.
+
+    Stem (runs once per image, so BatchNorm's running statistics are safe): a frozen 2×2 conv
+    whose 2·12 filters are the data's patch-covariance eigenvectors (±, scaled to unit
+    variance; 32 → 31), GELU, then conv → pool → BN → GELU → conv → BN → GELU at stem_width
+    (31 → 15) and conv → pool → BN → GELU at width (15 → 7). The three loopable layers keep
+    (width, 7, 7) and normalise per sample (GroupNorm), so a loop's result never depends on its
+    batch mates.
+    """
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        c, w0, w = cfg.in_channels, cfg.stem_width, cfg.width
+        n_whiten = 2 * c * WHITEN_KERNEL**2
+        self.whiten = nn.Conv2d(c, n_whiten, WHITEN_KERNEL, padding=0, bias=True)
+        self.whiten.weight.requires_grad_(False)  # set from data by init_whitening
+        self.stem_layers = nn.Sequential(
+            nn.GELU(),
+            *_conv_bn(n_whiten, w0, pool=True),
+            *_conv_bn(w0, w0, pool=False),
+            *_conv_bn(w0, w, pool=True),
+        )
+        loop = SingleConvLoopLayer if cfg.loop_convs == 1 else ConvLoopLayer
+        self.layers = nn.ModuleList(loop(w, cfg.groups_for(w)) for _ in range(3))
+        self.fc = nn.Linear(2 * w, cfg.n_classes)
+        self.summary_dim = w
+
+    @torch.no_grad()
+    def init_whitening(self, images: Tensor) -> None:
+        """images: (N, 3, H, W) normalised training images (a few thousand suffice)."""
+        self.whiten.weight.copy_(whitening_filters(images, WHITEN_KERNEL).to(self.whiten.weight))
+
+    def stem(self, x: Tensor, lengths: Tensor | None = None) -> tuple[Tensor, ...]:
+        return (self.stem_layers(self.whiten(x)),)  # (B, W, 7, 7) for 32×32 inputs
+
+    pool = CNNBackbone.pool
+
+    def head(self, z: Tensor, u: Tensor) -> Tensor:
+        # The pooled features have norm ~√(2W); scaling the logits by 1/8 keeps the head's
+        # steps small at the high learning rates a BatchNorm stem trains well with.
+        return CNNBackbone.head(self, z, u) * HEAD_SCALE
 
 
 class LSTMBackbone(nn.Module):
@@ -83,5 +139,7 @@ class LSTMBackbone(nn.Module):
         return self.fc(torch.cat([self.pool(z, u, mask), masked_max], dim=1))
 
 
-def build_backbone(cfg: ModelConfig) -> CNNBackbone | LSTMBackbone:
-    return CNNBackbone(cfg) if cfg.arch == "cnn" else LSTMBackbone(cfg)
+def build_backbone(cfg: ModelConfig) -> nn.Module:
+    if cfg.arch == "lstm":
+        return LSTMBackbone(cfg)
+    return WhitenedCNNBackbone(cfg) if cfg.stem == "whiten" else CNNBackbone(cfg)

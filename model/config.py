@@ -3,6 +3,8 @@
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+STEMS = ("conv", "whiten")
+
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -17,6 +19,13 @@ class ModelConfig:
     image_size: int = 32
     width: int = 96
     norm_groups: int = 8  # GroupNorm groups; BatchNorm would break under per-sample routing
+    # "conv": two GroupNorm conv blocks (the 0.x checkpoints). "whiten": a frozen 2×2
+    # patch-whitening conv and BatchNorm conv groups, as in the fast CIFAR training recipes;
+    # BatchNorm is safe there because the stem runs once per image, never inside a loop.
+    stem: str = "conv"
+    stem_width: int = 64  # "whiten": channels of the first conv group (the second has `width`)
+    # Convolutions per loopable layer: 2 (residual block, the 0.x form) or 1 (cheaper).
+    loop_convs: int = 2
 
     # LSTM: embedding → three LSTM layers of hidden_size → masked mean pool → head.
     vocab_size: int = 0
@@ -45,6 +54,10 @@ class ModelConfig:
             raise ValueError(f"arch must be 'cnn' or 'lstm', got {self.arch!r}")
         if self.arch == "cnn" and self.width % self.groups_for(self.width):
             raise ValueError(f"width {self.width} must be divisible by norm_groups")
+        if self.stem not in STEMS:
+            raise ValueError(f"stem must be one of {STEMS}, got {self.stem!r}")
+        if self.loop_convs not in (1, 2):
+            raise ValueError(f"loop_convs must be 1 or 2, got {self.loop_convs}")
         if self.arch == "lstm" and self.vocab_size <= 0:
             raise ValueError("an lstm config needs vocab_size > 0")
         if self.task not in ("classify", "lm"):

@@ -20,6 +20,10 @@ class DataConfig:
     download: bool = False
     pad: int = 4  # random-crop translation in pixels (reflect padding)
     flip: bool = True
+    # "random": each image flipped with p ½ every epoch; "alternate": a fixed random half is
+    # flipped in even epochs and the other half in odd ones, so every image is seen both ways
+    # every two epochs (the derandomised flip of the fast CIFAR recipes).
+    flip_mode: str = "random"
     train_subset: int | None = None  # use only the first N training images
     test_subset: int | None = None
     synthetic_size: int = 512  # images per split when dataset == "synthetic"
@@ -43,7 +47,12 @@ class OptimConfig:
     warmup_frac: float = 0.0  # share of backbone steps spent ramping up (onecycle)
     final_lr_frac: float = 0.0  # lr at the end as a share of the peak (onecycle/linear)
     grad_clip: float | None = None
+    # Lookahead averaging of the backbone weights (training/lookahead.py); None: off.
+    lookahead: dict[str, float] | None = None
     agent_lr: float = 1e-3  # agent uses Adam at a constant rate, as in the thesis
+
+
+LOOP_TEACHERS = ("none", "flip")
 
 
 @dataclass(frozen=True)
@@ -57,6 +66,19 @@ class PhaseConfig:
     straight_weight: float = 0.3
     loop_weight: float = 1.0
     loop_actions: str = "sample"  # sample: random looped action per sample | batch: one per batch
+    # Make the loops a specialist, not a copy of the straight pass (phase 1 only):
+    # loop_focus γ weights each sample's looped loss by (1 − p_straight(y))^γ (detached,
+    # normalised to mean 1), so the loops learn most where one pass fails; loop_teacher
+    # "flip" trains the looped output towards the straight pass averaged over the image and
+    # its mirror (no gradient through that target), which extra compute can match but one
+    # pass cannot; loop_teacher_weight mixes that target with the (smoothed) label.
+    loop_focus: float = 0.0
+    loop_teacher: str = "none"  # none | flip
+    loop_teacher_weight: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.loop_teacher not in LOOP_TEACHERS:
+            raise ValueError(f"loop_teacher must be one of {LOOP_TEACHERS}")
 
 
 POLICY_ESTIMATORS = ("self_critical", "all_actions")  # training.steps.ESTIMATORS

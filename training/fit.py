@@ -21,6 +21,7 @@ from model.network import DynaLayNet, build_model
 from training.collect import collect
 from training.config import TrainConfig
 from training.data import ImageSplit, load_split
+from training.data.augment import normalize
 from training.data.batches import BatchIterator, Shard
 from training.data.stats import channel_stats, image_preprocessing
 from training.distributed import Runtime, barrier, init_runtime, shutdown
@@ -135,6 +136,7 @@ def make_batches(cfg: TrainConfig, split: ImageSplit, data: Data, runtime: Runti
         # Evaluation runs the full split on every rank: no collectives, identical numbers.
         shard=Shard(runtime.rank, runtime.world) if train else Shard(),
         channels_last=cfg.channels_last,
+        flip_mode=cfg.data.flip_mode,
     )
 
 
@@ -214,6 +216,9 @@ def _session(
 ) -> Session:
     data = prepare_data(cfg, runtime, run_dir, fresh)
     net = build_net(cfg, len(data.classes), runtime.device, data.model)
+    if hasattr(net.backbone, "init_whitening"):
+        # From the first training images; a resumed or --init-from run overwrites it.
+        net.backbone.init_whitening(_whitening_images(data.train_it))
     return Session(
         cfg=cfg,
         runtime=runtime,
@@ -225,6 +230,12 @@ def _session(
         n_batches=data.train_it.num_batches(cfg.max_batches),
         normalizer=cost_normalizer(cfg, net),
     )
+
+
+def _whitening_images(train_it: BatchIterator, n: int = 5000) -> torch.Tensor:
+    """The first n training images, normalised, unaugmented: (n, C, H, W)."""
+    images = train_it.split.images[:n].to(train_it.device)
+    return normalize(images, train_it.mean, train_it.std)
 
 
 def _init_weights(net: DynaLayNet, checkpoint: Path) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
 from model.actions import N_ACTIONS
 from model.network import DynaLayNet, ForwardOutput, StraightPass
@@ -48,10 +49,12 @@ def backbone_step(ctx: StepContext, x: torch.Tensor, y: torch.Tensor) -> StepRes
     """
     p = ctx.cfg.phases
     straight = ctx.net.straight(x)
+    if p.loop_weight == 0:
+        return _straight_only_step(ctx, straight, y)
     actions = _random_loop_actions(y.shape[0], p.loop_actions, ctx.generator, y.device)
     out = ctx.net.recompute(straight, actions)
     ce_straight = _ce(ctx, straight.logits, y)
-    ce_loop = _ce(ctx, out.logits, y)
+    ce_loop = loop_loss(ctx, x, straight.logits, out.logits, y)
     loss = p.straight_weight * ce_straight + p.loop_weight * ce_loop
     stats = {
         "loss": loss.item(),
@@ -63,6 +66,37 @@ def backbone_step(ctx: StepContext, x: torch.Tensor, y: torch.Tensor) -> StepRes
         "layer_evaluations": out.layer_evaluations.float().mean().item(),
     }
     return StepResult(loss, stats, greedy_actions(out.agent_logits.detach()))
+
+
+def loop_loss(ctx: StepContext, x, straight_logits, loop_logits, y) -> torch.Tensor:
+    """The looped outputs' loss: plain CE, or weighted towards hard samples / a teacher."""
+    p, eps = ctx.cfg.phases, ctx.cfg.optim.label_smoothing
+    if p.loop_focus == 0 and p.loop_teacher == "none":
+        return _ce(ctx, loop_logits, y)
+    n_classes = loop_logits.shape[1]
+    target = F.one_hot(y, n_classes).float() * (1 - eps) + eps / n_classes  # (B, C)
+    with torch.no_grad():
+        if p.loop_teacher == "flip":
+            mirrored = ctx.net.straight(x.flip(3)).logits
+            teacher = (0.5 * (straight_logits + mirrored)).softmax(1)
+            target = (1 - p.loop_teacher_weight) * target + p.loop_teacher_weight * teacher
+        weight = torch.ones_like(y, dtype=loop_logits.dtype)
+        if p.loop_focus:
+            p_true = straight_logits.softmax(1).gather(1, y[:, None])[:, 0]
+            weight = (1 - p_true).pow(p.loop_focus)
+            weight = weight / weight.mean().clamp_min(1e-6)
+    per_sample = -(target * loop_logits.log_softmax(1)).sum(1)  # (B,)
+    return (weight * per_sample).mean()
+
+
+def _straight_only_step(ctx: StepContext, straight: StraightPass, y: torch.Tensor) -> StepResult:
+    """Phase 1 with loop_weight 0: the plain network (no loop runs, so it costs one pass)."""
+    ce = _ce(ctx, straight.logits, y)
+    loss = ctx.cfg.phases.straight_weight * ce
+    stats = {"loss": loss.item(), "ce_straight": ce.item()}
+    stats["accuracy_straight"] = _acc(straight.logits, y)
+    greedy = torch.zeros(y.shape[0], dtype=torch.long, device=y.device)
+    return StepResult(loss, stats, greedy)
 
 
 def agent_step(ctx: StepContext, x: torch.Tensor, y: torch.Tensor) -> StepResult:

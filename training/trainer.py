@@ -11,6 +11,7 @@ from tqdm import tqdm
 
 from model.actions import ACTIONS, N_ACTIONS
 from training.distributed import Runtime, average_gradients
+from training.lookahead import Lookahead, LookaheadConfig
 from training.optim import set_lr
 from training.phases import trains_agent, trains_backbone
 from training.schedule import lr_factor
@@ -52,6 +53,7 @@ def run_epoch(
     )
     step = plan.backbone_step
     lr = optimizers["backbone"].param_groups[0]["lr"]
+    lookahead = _lookahead(ctx, plan.phase)
     for x, y in bar:
         if trains_backbone(plan.phase):
             lr = o.lr * lr_factor(
@@ -65,11 +67,15 @@ def run_epoch(
         _apply(ctx, optimizers, plan.phase, runtime)
         if trains_backbone(plan.phase):
             step += 1
+            if lookahead:
+                lookahead.after_step(step, plan.backbone_total)
         for key, value in result.stats.items():
             sums[key] += value
         greedy_counts += torch.bincount(result.greedy.cpu(), minlength=N_ACTIONS)
         n += 1
         bar.set_postfix(loss=f"{result.stats['loss']:.3f}", refresh=False)
+    if lookahead:
+        lookahead.end_epoch()
     log = {key: value / max(n, 1) for key, value in sums.items()}
     log["lr"] = lr
     log["batches"] = n
@@ -81,6 +87,13 @@ def run_epoch(
     if sampled:
         log["sampled_action_frequencies"] = sampled
     return log, step
+
+
+def _lookahead(ctx: StepContext, phase: str) -> Lookahead | None:
+    la = ctx.cfg.optim.lookahead
+    if la is None or not trains_backbone(phase):
+        return None
+    return Lookahead(ctx.net.backbone, LookaheadConfig(**la))
 
 
 def _apply(ctx: StepContext, optimizers, phase: str, runtime: Runtime) -> None:

@@ -43,3 +43,17 @@ def test_normalize_uses_the_zero_to_one_scale():
     images = torch.full((2, 3, 2, 2), 255, dtype=torch.uint8)
     out = normalize(images, torch.tensor([0.5, 0.5, 0.5]), torch.tensor([0.25, 0.5, 1.0]))
     assert torch.allclose(out[0, :, 0, 0], torch.tensor([2.0, 1.0, 0.5]))
+
+
+def test_alternate_flip_shows_each_image_both_ways_every_two_epochs():
+    from training.data.augment import alternate_flip, flip_parity
+
+    x = torch.randn(64, 3, 4, 4)
+    index = torch.arange(100, 164)
+    even, odd = alternate_flip(x, index, 0, seed=0), alternate_flip(x, index, 1, seed=0)
+    for i in range(64):
+        views = {bool(torch.equal(v[i], x[i].flip(2))) for v in (even, odd)}
+        assert views == {True, False}  # flipped in exactly one of the two epochs
+    parity = flip_parity(index, seed=0)
+    assert 20 < int(parity.sum()) < 44  # about half flipped in each epoch
+    assert torch.equal(parity[5:9], flip_parity(index[5:9], seed=0))  # any subset, same bits

@@ -82,3 +82,48 @@ def test_all_actions_estimator_uses_each_forced_action_reward():
     expected_reward_loss(logits, torch.stack(columns, 1), a.gamma, a.entropy).loss.backward()
     for g, p in zip(got, net.agent.parameters(), strict=True):
         torch.testing.assert_close(g, p.grad)
+
+
+def test_backbone_step_without_loop_weight_runs_only_the_straight_pass():
+    cfg = merge(CFG, {"phases": {"loop_weight": 0.0, "straight_weight": 1.0}})
+    net = build_net(cfg, 10, torch.device("cpu"))
+    ctx = StepContext(net, cfg, 15.0, torch.Generator().manual_seed(0))
+    x = torch.randn(6, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    y = torch.arange(6)
+    calls = []
+    for layer in net.backbone.layers:
+        layer.register_forward_hook(lambda *_: calls.append(1))
+    result = backbone_step(ctx, x, y)
+    assert len(calls) == 3  # each loopable layer once: no loop ran
+    expected = torch.nn.functional.cross_entropy(net.straight(x).logits, y)
+    assert torch.allclose(result.loss, expected, atol=1e-6)
+
+
+def test_loop_focus_weights_the_samples_the_straight_pass_gets_wrong():
+    from training.steps import loop_loss
+
+    cfg = merge(CFG, {"phases": {"loop_focus": 2.0}, "optim": {"label_smoothing": 0.0}})
+    net = build_net(cfg, 10, torch.device("cpu"))
+    ctx = StepContext(net, cfg, 15.0, torch.Generator().manual_seed(0))
+    y = torch.tensor([0, 1])
+    straight = torch.tensor([[20.0] + [0.0] * 9, [20.0] + [0.0] * 9])  # right on 0, wrong on 1
+    loop = torch.randn(2, 10, generator=torch.Generator().manual_seed(2))
+    ce = torch.nn.functional.cross_entropy(loop, y, reduction="none")
+    # sample 0 has p_straight(y) ≈ 1 → weight ≈ 0; sample 1 carries the (mean-1) weight 2
+    assert torch.allclose(loop_loss(ctx, None, straight, loop, y), ce[1], atol=1e-4)
+
+
+def test_flip_teacher_targets_the_mirror_averaged_straight_pass():
+    from training.steps import loop_loss
+
+    cfg = merge(CFG, {"phases": {"loop_teacher": "flip", "loop_teacher_weight": 1.0}})
+    net = build_net(cfg, 10, torch.device("cpu")).eval()
+    ctx = StepContext(net, cfg, 15.0, torch.Generator().manual_seed(0))
+    x = torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    y = torch.arange(3)
+    with torch.no_grad():
+        s = net.straight(x).logits
+        teacher = (0.5 * (s + net.straight(x.flip(3)).logits)).softmax(1)
+    loop = torch.randn(3, 10, generator=torch.Generator().manual_seed(2))
+    expected = -(teacher * loop.log_softmax(1)).sum(1).mean()
+    assert torch.allclose(loop_loss(ctx, x, s, loop, y), expected, atol=1e-6)

@@ -41,6 +41,23 @@ def random_flip(x: torch.Tensor, generator: torch.Generator | None = None) -> to
     return torch.where(flip[:, None, None, None], x.flip(3), x)
 
 
+def flip_parity(index: torch.Tensor, seed: int) -> torch.Tensor:
+    """(B,) long split indices → (B,) bool: a fixed pseudo-random half of the split (a
+    multiplicative hash of index and seed, so any subset of indices gets the same bits)."""
+    h = (index.long() * 2_654_435_761 + seed * 40_503 + 12_345) % 4_294_967_296
+    return ((h >> 16) & 1).bool()
+
+
+def alternate_flip(x: torch.Tensor, index: torch.Tensor, epoch: int, seed: int) -> torch.Tensor:
+    """Flip image i of the split iff parity(i) differs from the epoch's parity, so each image
+    alternates between its two orientations from one epoch to the next.
+
+    x (B, C, H, W) holds the split's images `index` (B,).
+    """
+    flip = (flip_parity(index, seed) ^ bool(epoch % 2)).to(x.device)
+    return torch.where(flip[:, None, None, None], x.flip(3), x)
+
+
 def augment(
     x: torch.Tensor, pad: int = 4, flip: bool = True, generator: torch.Generator | None = None
 ) -> torch.Tensor:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
-from training.data.augment import augment, normalize
+from training.data.augment import alternate_flip, augment, normalize
 from training.data.split import ImageSplit
 
 
@@ -45,6 +45,7 @@ class BatchIterator:
     seed: int = 0
     shard: Shard = Shard()
     channels_last: bool = False
+    flip_mode: str = "random"  # or "alternate" (training/data/augment.alternate_flip)
 
     def batches(self, epoch: int, max_batches: int | None = None) -> Iterator[tuple]:
         idx = epoch_indices(len(self.split), epoch, self.seed, self.train, self.shard)
@@ -59,7 +60,10 @@ class BatchIterator:
                 self.split.images[sel].to(self.device, non_blocking=True), self.mean, self.std
             )
             if self.train:
-                x = augment(x, self.pad, self.flip, gen)
+                alternate = self.flip and self.flip_mode == "alternate"
+                x = augment(x, self.pad, self.flip and not alternate, gen)
+                if alternate:
+                    x = alternate_flip(x, sel, epoch, self.seed)
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             yield x, self.split.labels[sel].to(self.device, non_blocking=True)
