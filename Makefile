@@ -36,11 +36,11 @@ format: $(STAMP)
 	$(PY) -m ruff format .
 
 ## make data: CIFAR-10/100, IMDB, WikiText-2 in their official layouts under $(DATA)/ (from $(SHARED) when present)
-data:
-	test -d $(DATA)/cifar-10-batches-bin || $(PYTHON) $(SHARED)/cifar10/export.py $(DATA)
+data: $(STAMP)
+	test -d $(DATA)/cifar-10-batches-bin || $(PY) $(SHARED)/cifar10/export.py $(DATA)
 	test -d $(DATA)/cifar-100-binary || \
-		$(PYTHON) scripts/export_cifar100.py $(SHARED)/cifar100/cifar100-carry.npz $(DATA)
-	test -d $(DATA)/aclImdb || $(PYTHON) $(SHARED)/imdb/export.py $(DATA)
+		$(PY) scripts/export_cifar100.py $(SHARED)/cifar100/cifar100-carry.npz $(DATA)
+	test -d $(DATA)/aclImdb || $(PY) $(SHARED)/imdb/export.py $(DATA)
 	test -d $(DATA)/wikitext-2 || (mkdir -p $(DATA)/wikitext-2 && for s in train valid test; do \
 		gunzip -c $(SHARED)/wikitext2/wiki.$$s.tokens.gz > $(DATA)/wikitext-2/wiki.$$s.tokens; done)
 

@@ -49,6 +49,11 @@ def build_parser() -> argparse.ArgumentParser:
     export_onnx.add_arguments(
         sub.add_parser("export-onnx", help="export the checkpoint's parts to ONNX (verified)")
     )
+    from training import loop_study
+
+    loop_study.add_arguments(
+        sub.add_parser("loop-study", help="compare loop designs: forced, oracle, gate, iterations")
+    )
     from training.experiments import command as experiment
 
     experiment.add_arguments(
@@ -218,6 +223,8 @@ def main(argv: list[str] | None = None) -> int:
         from training.export_onnx import run
 
         return run(args)
+    if args.command == "loop-study":
+        return args.run(args)
     if args.command == "experiment":
         from training.experiments.command import run as run_experiment
 

@@ -351,6 +351,11 @@ def _write_checkpoint(
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
     }
+    stages = _earlier_stages(s.cfg) + [
+        {"name": s.cfg.name, "wall_seconds": round(wall, 1), "epochs": s.cfg.total_epochs}
+    ]
+    train_record["stages"] = stages
+    train_record["total_wall_seconds"] = round(sum(st["wall_seconds"] for st in stages), 1)
     history = (json.dumps(progress.history, indent=1) + "\n").encode()
     save_checkpoint(
         out,
@@ -363,6 +368,16 @@ def _write_checkpoint(
         train=train_record,
         extra_files={"history.json": history, **s.data.extra_files},
     )
+
+
+def _earlier_stages(cfg: TrainConfig) -> list[dict[str, Any]]:
+    """The stages that trained the --init-from checkpoint (its own record, then its stages')."""
+    if not cfg.init_from:
+        return []
+    train = load_checkpoint(cfg.init_from).train
+    if "stages" in train:
+        return list(train["stages"])
+    return [{"name": "init", "wall_seconds": round(train.get("wall_seconds", 0.0), 1)}]
 
 
 def _epoch_line(r: dict) -> str:

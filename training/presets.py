@@ -169,6 +169,20 @@ _FAST: dict[str, Any] = {
     "eval_subset": 2000,
 }
 
+
+
+def _fast_loops(**loop_options: Any) -> dict[str, Any]:
+    """Stage 2 of the fast recipe, --init-from a `fast` checkpoint: one short epoch (20 batches,
+    10,240 images) training the straight pass and a random looped action per sample together
+    at a low rate; `loop_options` select the loop design (training.config.PhaseConfig)."""
+    return {
+        **_FAST,
+        "optim": {**_FAST["optim"], "lr": 0.04, "warmup_frac": 0.1, "final_lr_frac": 0.0},
+        "phases": {**_FAST["phases"], "warmup_epochs": 1, "loop_weight": 1.0, **loop_options},
+        "max_batches": 20,
+    }
+
+
 PRESETS: dict[str, dict[str, Any]] = {
     "thesis": {},
     "cpu": _CPU,
@@ -182,6 +196,17 @@ PRESETS: dict[str, dict[str, Any]] = {
     # evaluations instead of 11.5 (full test set, measured).
     "cpu-loops": _loops_stage(_CPU, lr=0.02, loop_epochs=3, agent_epochs=2),
     "fast": _FAST,
+    "fast-loops-mixed": _fast_loops(),
+    "fast-loops-focus": _fast_loops(loop_focus=2.0),
+    "fast-loops-teacher": _fast_loops(loop_teacher="flip", loop_teacher_weight=0.5),
+    # Stage 3: the agent alone (backbone frozen) on 20 batches with the exact all-actions
+    # gradient, --init-from a stage-2 checkpoint.
+    "fast-agent": {
+        **_FAST,
+        "phases": {**_FAST["phases"], "warmup_epochs": 0, "agent_epochs": 1},
+        "agent": {"beta": 0.05, "estimator": "all_actions"},
+        "max_batches": 20,
+    },
     "tiny": {
         "data": {"dataset": "synthetic", "synthetic_size": 256, "pad": 2},
         "optim": {"optimizer": "adam", "lr": 3e-3, "batch_size": 32, "agent_lr": 1e-2},
