@@ -351,9 +351,8 @@ def _write_checkpoint(
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
     }
-    stages = _earlier_stages(s.cfg) + [
-        {"name": s.cfg.name, "wall_seconds": round(wall, 1), "epochs": s.cfg.total_epochs}
-    ]
+    this_stage = {"name": s.cfg.name, "wall_seconds": round(wall, 1), "epochs": s.cfg.total_epochs}
+    stages = [*_earlier_stages(s.cfg), this_stage]
     train_record["stages"] = stages
     train_record["total_wall_seconds"] = round(sum(st["wall_seconds"] for st in stages), 1)
     history = (json.dumps(progress.history, indent=1) + "\n").encode()

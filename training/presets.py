@@ -170,7 +170,6 @@ _FAST: dict[str, Any] = {
 }
 
 
-
 def _fast_loops(**loop_options: Any) -> dict[str, Any]:
     """Stage 2 of the fast recipe, --init-from a `fast` checkpoint: one short epoch (20 batches,
     10,240 images) training the straight pass and a random looped action per sample together
