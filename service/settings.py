@@ -31,6 +31,12 @@ class Settings(BaseSettings):
     # "skip" serves the other models and reports that one as not ready.
     on_load_error: Literal["fail", "skip"] = "fail"
 
+    # How loops are batched: "iteration" answers straight inputs after the straight pass and
+    # runs loops one fixed-point iteration per step in a pool of `loop_pool_size` samples;
+    # "batch" answers a batch when its slowest loop has converged (service/scheduling.py).
+    loop_scheduling: Literal["iteration", "batch"] = "iteration"
+    loop_pool_size: int = Field(32, ge=1)  # samples iterating at once per model (iteration)
+
     max_batch_size: int = Field(32, ge=1)
     max_queue_delay_ms: float = Field(2.0, ge=0)  # batching window, timed from the oldest request
     max_queue: int = Field(256, ge=1)  # queued requests per model; beyond this: 503 + Retry-After
@@ -50,7 +56,7 @@ class Settings(BaseSettings):
 
     api_key: SecretStr | None = None  # when set, /predict requires it (X-API-Key or Bearer)
 
-    @field_validator("log_level", "device", "on_load_error", mode="before")
+    @field_validator("log_level", "device", "on_load_error", "loop_scheduling", mode="before")
     @classmethod
     def _lower_case(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value

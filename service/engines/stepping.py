@@ -67,6 +67,7 @@ class EngineSteps:
 class StraightOutcome:
     answered: list[Answer]  # samples kept straight: final
     looped: list[int]  # keys now waiting for (or in) the loop pool
+    seconds: dict[str, float]  # "straight" (the pass), "agent" (decision and read-back)
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,7 @@ class StepOutcome:
     stepped: int  # samples that ran this step's iteration
     iterating: int  # pool occupancy after the step
     waiting: int  # samples past their straight pass, waiting for room in the pool
+    seconds: dict[str, float]  # "loop" (admit, iterate, read back), "head" (finish, answers)
 
 
 class Stepper:
@@ -111,11 +113,9 @@ class Stepper:
         self._waiting.clear()
         self._unread.clear()
 
-    def straight(
-        self, batch: Sequence[EngineInput], keys: Sequence[int], clock: StageClock | None = None
-    ) -> StraightOutcome:
+    def straight(self, batch: Sequence[EngineInput], keys: Sequence[int]) -> StraightOutcome:
         with torch.inference_mode():
-            return self._straight(batch, keys, clock)
+            return self._straight(batch, keys)
 
     def step(self, evict: Collection[int] = ()) -> StepOutcome:
         """Drop `evict` (callers gone), admit, iterate once, retire; see the module doc."""
@@ -126,31 +126,29 @@ class Stepper:
         """A whole batch to the end (batch scheduling); the pool must be empty."""
         if self.busy:
             raise RuntimeError("run() needs an idle stepper")
-        clock = StageClock(self.steps.device)
         keys = range(len(batch))
-        answers = dict(self.straight(batch, keys, clock).answered)
+        straight = self.straight(batch, keys)
+        answers, seconds = dict(straight.answered), dict(straight.seconds)
+        seconds.update(loop=0.0, head=0.0)
         while self.busy:
-            answers.update(self.step().answered)
-        clock.lap("loop")
-        samples = [answers[key] for key in keys]
-        clock.lap("head")
-        return BatchOutput(samples, clock.seconds)
+            step = self.step()
+            answers.update(step.answered)
+            for stage, lap in step.seconds.items():
+                seconds[stage] += lap
+        return BatchOutput([answers[key] for key in keys], seconds)
 
     # ---- straight pass and agent --------------------------------------------------------
 
-    def _straight(
-        self, batch: Sequence[EngineInput], keys: Sequence[int], clock: StageClock | None
-    ) -> StraightOutcome:
+    def _straight(self, batch: Sequence[EngineInput], keys: Sequence[int]) -> StraightOutcome:
         parts, device = self.steps.parts, self.steps.device
+        clock = StageClock(device)
         x, lengths = self.steps.collate(batch)
         passed = straight_pass(parts, x, lengths)
-        if clock is not None:
-            clock.lap("straight")
+        clock.lap("straight")
         actions = _apply_forced(parts.agent(passed.profile).argmax(dim=1), batch, device)
         probabilities = passed.logits.float().softmax(dim=1)  # (B, C)
         chosen, probs, classes = _read_back([actions, probabilities, passed.logits.argmax(dim=1)])
-        if clock is not None:
-            clock.lap("agent")
+        clock.lap("agent")
         chosen = chosen.astype(np.int64)
         probs = probs.reshape(len(batch), -1)
         answered = [
@@ -166,11 +164,12 @@ class Stepper:
                 inj = tuple(t.index_select(0, idx) for t in passed.inj)
                 self._waiting.append(_Rows.start(action, [keys[r] for r in rows], state, inj))
                 looped += [keys[r] for r in rows]
-        return StraightOutcome(answered, looped)
+        return StraightOutcome(answered, looped, clock.seconds)
 
     # ---- one loop step ------------------------------------------------------------------
 
     def _step(self, evict: set[int]) -> StepOutcome:
+        clock = StageClock(self.steps.device, wait=False)  # the read-back is the one wait
         if evict:
             self._evict(evict)
         self._admit()
@@ -180,6 +179,7 @@ class Stepper:
         unread, self._unread = self._unread, []
         host = _read_back(stops + [t for done in unread for t in done.tensors()])
         answered = _decode(unread, host[len(stops) :])
+        clock.lap("loop")
         host_stops = host[: len(stops)]
         retired = [
             self._retire(rows, stop.astype(bool))
@@ -190,7 +190,8 @@ class Stepper:
             self._unread = finished
         elif finished:
             answered += _decode(finished, _read_back([t for d in finished for t in d.tensors()]))
-        return StepOutcome(answered, stepped, self.iterating, self.waiting)
+        clock.lap("head")
+        return StepOutcome(answered, stepped, self.iterating, self.waiting, clock.seconds)
 
     def _admit(self) -> None:
         room = self.capacity - self.iterating
