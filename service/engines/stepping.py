@@ -82,14 +82,15 @@ class StepOutcome:
 class Stepper:
     """The straight passes and the loop pool of one engine; call from one thread only."""
 
-    def __init__(self, steps: EngineSteps, capacity: int) -> None:
+    def __init__(self, steps: EngineSteps, capacity: int, defer_reads: bool | None = None) -> None:
+        """`defer_reads`: read retired answers back with the next step (default: on CUDA)."""
         if capacity < 1:
             raise ValueError(f"the loop pool needs a capacity ≥ 1, got {capacity}")
         self.steps = steps
         self.capacity = capacity
         self._stepwise = steps.solver == STEPWISE_SOLVER
         self._solve = get_solver(steps.solver)
-        self._defer_reads = steps.device.type == "cuda"
+        self._defer_reads = steps.device.type == "cuda" if defer_reads is None else defer_reads
         self._pool: dict[int, _Rows] = {}  # action → its samples in the pool
         self._waiting: collections.deque[_Rows] = collections.deque()
         self._unread: list[_Finished] = []  # retired, answers not yet on the host (CUDA)
@@ -97,6 +98,11 @@ class Stepper:
     @property
     def iterating(self) -> int:
         return sum(len(rows) for rows in self._pool.values())
+
+    @property
+    def iterating_keys(self) -> list[int]:
+        """Keys of the samples in the pool, by action."""
+        return [key for action in sorted(self._pool) for key in self._pool[action].keys]
 
     @property
     def waiting(self) -> int:
