@@ -278,3 +278,29 @@ def test_the_stepper_replaces_nothing_of_the_engines_own_run(cnn_engine):
     steps = cnn_engine.steps()
     assert dataclasses.is_dataclass(steps) and steps.solver == "fixed_point"
     assert steps.parts.net is cnn_engine.net
+
+
+@pytest.mark.gpu
+def test_a_loop_step_waits_on_the_device_once(tmp_path):
+    """On CUDA a step reads back once (its stop mask with the last step's answers): nothing per
+    sample. torch's sync debug mode warns at every host wait; count them over one step."""
+    import warnings
+
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+    engine = load_torch(write_cnn_checkpoint(tmp_path), "cuda")
+    stepper = Stepper(engine.steps(), capacity=16)
+    stepper.straight([EngineInput(x, a) for x, a in zip(images(8), (1, 2, 3) * 3, strict=False)],
+                     keys=range(8))  # fmt: skip
+    stepper.step()  # first admission
+    waits = []
+    while stepper.busy:
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                stepper.step()
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+        waits.append(sum("synchroniz" in str(w.message) for w in caught))
+    assert waits and all(n == 1 for n in waits), waits
