@@ -98,7 +98,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--max-batch-size", type=int, default=32, help="spawned servers (default: 32)")
     p.add_argument("--delay-ms", type=float, default=2.0, help="spawned servers (default: 2)")
-    p.add_argument("--pool-size", type=int, default=32, help="DYNALAY_LOOP_POOL_SIZE (default: 32)")
+    p.add_argument(
+        "--pool-size", type=int, help="DYNALAY_LOOP_POOL_SIZE (default: the servers' default)"
+    )
     p.add_argument("--device", default="auto", help="auto/cpu/cuda (default: auto)")
     p.add_argument("--engine", default="torch", help="engine name (default: torch)")
     p.add_argument("--api-key", default=os.environ.get("DYNALAY_API_KEY") or None)
@@ -357,7 +359,7 @@ def _meta(args, info: dict, started: float, images) -> dict:
         "torch": torch.__version__,
         "max_batch_size": args.max_batch_size,
         "max_queue_delay_ms": args.delay_ms,
-        "loop_pool_size": args.pool_size,
+        "loop_pool_size": args.pool_size or args.max_batch_size,
         "duration_s": args.duration,
         "warmup_s": args.warmup,
         "images": [p.name for p in images],
@@ -393,7 +395,7 @@ def _server(args, scheduling: str, levels: list[int]) -> Iterator[str]:
         "DYNALAY_DEVICE": args.device,
         "DYNALAY_ENGINE": args.engine,
         "DYNALAY_LOOP_SCHEDULING": scheduling,
-        "DYNALAY_LOOP_POOL_SIZE": str(args.pool_size),
+        "DYNALAY_LOOP_POOL_SIZE": str(args.pool_size or ""),  # empty: the default
         "DYNALAY_MAX_BATCH_SIZE": str(args.max_batch_size),
         "DYNALAY_MAX_QUEUE_DELAY_MS": str(args.delay_ms),
         "DYNALAY_MAX_QUEUE": str(max(1024, 4 * max(levels))),

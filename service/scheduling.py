@@ -39,7 +39,7 @@ def iteration_scheduling(engine: Engine, metrics: Metrics, settings: Settings) -
     return LoopScheduler(
         engine,  # type: ignore[arg-type]  # offers_steps checked it
         metrics,
-        pool_size=settings.loop_pool_size,
+        pool_size=settings.loop_pool_capacity,
         **_batching(settings),
     )
 

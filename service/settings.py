@@ -35,7 +35,9 @@ class Settings(BaseSettings):
     # runs loops one fixed-point iteration per step in a pool of `loop_pool_size` samples;
     # "batch" answers a batch when its slowest loop has converged (service/scheduling.py).
     loop_scheduling: Literal["iteration", "batch"] = "iteration"
-    loop_pool_size: int = Field(32, ge=1)  # samples iterating at once per model (iteration)
+    # Samples iterating at once per model (iteration); unset: max_batch_size, so under overload
+    # a loop gets the share of the CPU it gets in a batch, and not a slice of an ever-larger pool.
+    loop_pool_size: int | None = Field(None, ge=1)
 
     max_batch_size: int = Field(32, ge=1)
     max_queue_delay_ms: float = Field(2.0, ge=0)  # batching window, timed from the oldest request
@@ -60,6 +62,10 @@ class Settings(BaseSettings):
     @classmethod
     def _lower_case(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
+
+    @property
+    def loop_pool_capacity(self) -> int:
+        return self.loop_pool_size or self.max_batch_size
 
     @field_validator("api_key", mode="before")
     @classmethod

@@ -54,10 +54,11 @@ def test_invalid_values_are_rejected(monkeypatch, key, value):
 
 
 def test_loop_scheduling_defaults_to_iteration_and_reads_the_environment(monkeypatch):
-    assert (Settings().loop_scheduling, Settings().loop_pool_size) == ("iteration", 32)
+    monkeypatch.setenv("DYNALAY_MAX_BATCH_SIZE", "16")
+    assert (Settings().loop_scheduling, Settings().loop_pool_capacity) == ("iteration", 16)
     monkeypatch.setenv("DYNALAY_LOOP_SCHEDULING", "Batch")
     monkeypatch.setenv("DYNALAY_LOOP_POOL_SIZE", "8")
-    assert (Settings().loop_scheduling, Settings().loop_pool_size) == ("batch", 8)
+    assert (Settings().loop_scheduling, Settings().loop_pool_capacity) == ("batch", 8)
 
 
 def test_the_api_key_is_never_printed(monkeypatch):
