@@ -133,11 +133,15 @@ class MicroBatcher:
         except asyncio.QueueFull:
             raise self._overloaded() from None
         self._publish_depth()
+        self._queued()
         try:
             # On timeout wait_for cancels the future, which tells the loop to skip this item.
             return await asyncio.wait_for(future, max(deadline - time.monotonic(), 0.0))
         except TimeoutError:
             raise ServiceError(504, DEADLINE_PASSED) from None
+
+    def _queued(self) -> None:
+        """A request was queued (a hook: the loop scheduler wakes its engine thread)."""
 
     def _taken(self) -> list[Pending]:
         """Requests taken off the queue and not answered yet (stop() fails what is left)."""

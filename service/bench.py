@@ -26,6 +26,7 @@ import os
 import platform
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -91,6 +92,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--warmup", type=float, default=1.0, help="unmeasured seconds per level (default: 1)"
     )
     p.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="repeat the whole interleaved grid; ratios use each cell's median (default: 1)",
+    )
+    p.add_argument(
         "--raw-seconds",
         type=float,
         default=1.0,
@@ -135,25 +142,36 @@ def main(argv: list[str] | None = None) -> dict:
             for s, url in urls.items()
         }
         reference = alone[schedulings[0]]  # every answer under load is compared with this
-        server_rows = []
-        for load in loads:
-            for i, level in enumerate(levels):
-                # Alternate which scheduling goes first, so a drifting background load evens out.
-                order = schedulings if i % 2 == 0 else schedulings[::-1]
-                for scheduling in order:
-                    server_rows.append(
-                        _measure(urls[scheduling], info["name"], bodies[load], reference[load],
-                                 load, scheduling, level, args, headers)
-                    )  # fmt: skip
+        rounds = []
+        for round_no in range(args.rounds):
+            for load in loads:
+                for i, level in enumerate(levels):
+                    # Alternate which scheduling goes first: a drifting background load evens out.
+                    order = schedulings if (i + round_no) % 2 == 0 else schedulings[::-1]
+                    for scheduling in order:
+                        row = _measure(
+                            urls[scheduling],
+                            info["name"],
+                            bodies[load],
+                            reference[load],
+                            load,
+                            scheduling,
+                            level,
+                            args,
+                            headers,
+                        )
+                        rounds.append({"round": round_no, **row})  # fmt: skip
     raw_rows = _raw_engine(args, info["name"], images, loads, levels)
+    server_rows = _medians(rounds)
     report = {
         "meta": _meta(args, info, started, images),
         "answers_alone_agree": _agree(alone, schedulings),
         "server": server_rows,
         "raw": raw_rows,
         "ratios": _ratios(server_rows, raw_rows, args.max_batch_size),
+        "server_rounds": rounds,
     }
-    report["checks"] = _checks(report["ratios"], server_rows, report["answers_alone_agree"])
+    report["checks"] = _checks(report["ratios"], rounds, report["answers_alone_agree"])
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     _print_table(report)
@@ -178,6 +196,64 @@ def _measure(url, model, bodies, reference, load, scheduling, level, args, heade
         flush=True,
     )
     return row
+
+
+def _medians(rounds: list[dict]) -> list[dict]:
+    """One row per (scheduling, load, concurrency): the median over the rounds of throughput
+    and of each latency percentile, overall and per answered action; counts summed."""
+    groups: dict[tuple, list[dict]] = {}
+    for row in rounds:
+        groups.setdefault((row["scheduling"], row["load"], row["concurrency"]), []).append(row)
+    rows = []
+    for (scheduling, load, concurrency), group in groups.items():
+        actions = sorted({a for r in group for a in r["by_action"]})
+        rows.append({
+            "scheduling": scheduling, "load": load, "concurrency": concurrency,
+            "rounds": len(group),
+            "requests": sum(r["requests"] for r in group),
+            "errors": _summed([r["errors"] for r in group]),
+            "throughput_rps": _median(r["throughput_rps"] for r in group),
+            "latency_ms": _median_latencies([r["latency_ms"] for r in group]),
+            "by_action": {
+                a: {
+                    "answers": sum(r["by_action"].get(a, {}).get("answers", 0) for r in group),
+                    "throughput_rps": _median(
+                        r["by_action"].get(a, {}).get("throughput_rps", 0.0) for r in group
+                    ),
+                    "latency_ms": _median_latencies(
+                        [r["by_action"][a]["latency_ms"] for r in group if a in r["by_action"]]
+                    ),
+                }
+                for a in actions
+            },
+            "actions": _summed([r["actions"] for r in group]),
+            "layer_evaluations_mean": _median(
+                r["layer_evaluations_mean"] for r in group if r["layer_evaluations_mean"]
+            ),
+            "mean_batch_size": _median(
+                r["server"]["mean_batch_size"] for r in group if r["server"]["mean_batch_size"]
+            ),
+            "answers_compared": sum(r["answers_compared"] for r in group),
+            "answers_differing": sum(r["answers_differing"] for r in group),
+        })  # fmt: skip
+    return rows
+
+
+def _median(values) -> float | None:
+    values = [v for v in values if v is not None]
+    return round(float(statistics.median(values)), 3) if values else None
+
+
+def _median_latencies(latencies: list[dict]) -> dict:
+    return {k: _median(lat[k] for lat in latencies) for k in ("mean", "p50", "p95", "p99")}
+
+
+def _summed(counters: list[dict]) -> dict:
+    total: dict = {}
+    for counter in counters:
+        for key, n in counter.items():
+            total[key] = total.get(key, 0) + n
+    return total
 
 
 def _agree(alone: dict[str, dict[str, list[dict]]], schedulings: list[str]) -> dict:
@@ -361,6 +437,7 @@ def _meta(args, info: dict, started: float, images) -> dict:
         "max_queue_delay_ms": args.delay_ms,
         "loop_pool_size": args.pool_size or args.max_batch_size,
         "duration_s": args.duration,
+        "rounds": args.rounds,
         "warmup_s": args.warmup,
         "images": [p.name for p in images],
         "note": "load generator and servers share this machine's CPUs; " + args.note,
@@ -443,7 +520,7 @@ def _print_table(report: dict) -> None:
     print(f"\n{'load':>9} {'sched':>9} {'conc':>4} {'req/s':>8} {'p50':>8} {'p99':>8} "
           f"{'straight p50':>12} {'looped p50':>10} {'err':>4} {'batch':>6}  (ms)")  # fmt: skip
     for row in report["server"]:
-        lat, srv, by = row["latency_ms"], row["server"], row["by_action"]
+        lat, by = row["latency_ms"], row["by_action"]
         straight = by.get("straight", {}).get("latency_ms", {}).get("p50")
         looped = [v["latency_ms"]["p50"] for a, v in by.items() if a != "straight"]
         print(
@@ -451,7 +528,7 @@ def _print_table(report: dict) -> None:
             f"{row['throughput_rps']:>8.1f} {lat['p50']:>8.2f} {lat['p99']:>8.2f} "
             f"{straight if straight is not None else float('nan'):>12.2f} "
             f"{max(looped) if looped else float('nan'):>10.2f} "
-            f"{sum(row['errors'].values()):>4} {srv['mean_batch_size'] or 0:>6.1f}"
+            f"{sum(row['errors'].values()):>4} {row['mean_batch_size'] or 0:>6.1f}"
         )
     print("checks:", json.dumps(report["checks"], indent=1))
 

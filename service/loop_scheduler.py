@@ -5,13 +5,16 @@ micro-batcher's (service/batcher.py). What changes is what the engine thread doe
 
     ┌─ straight pass + agent over the requests queued now ─▶ answer every straight input
     │        looped inputs join the waiting list (with their straight-pass state)
-    └─ one loop step: admit waiting samples into the pool (≤ pool size), ONE fixed-point
+    └─ loop steps: admit waiting samples into the pool (≤ pool size), ONE fixed-point
        iteration over the pool grouped by action, answer the samples whose loop stopped
-       (converged or at max_iter), then back to the top
+       (converged or at max_iter); again, until a request arrives, then back to the top
 
-so a new batch's straight pass runs between any two loop iterations: a flood of hard inputs
-fills the pool and the waiting list, never the path of an easy one. When nothing is looping,
-a batch forms as in batch scheduling (full, or `max_delay_s` after its oldest request).
+so a new batch's straight pass runs after at most one more loop iteration: a flood of hard
+inputs fills the pool and the waiting list, never the path of an easy one. The steps run back
+to back in the engine thread (it hands back to the event loop when a request is queued, a
+caller gives up, a deadline in flight passes, or the pool empties), and each step's answers are
+sent as it ends. When nothing is looping, a batch forms as in batch scheduling (full, or
+`max_delay_s` after its oldest request).
 
 Bounded: samples waiting for the pool count against `max_queue` like queued requests, so a full
 service answers 503 instead of holding unbounded straight-pass states. A sample whose caller
@@ -29,6 +32,7 @@ import asyncio
 import itertools
 import logging
 import math
+import threading
 import time
 from dataclasses import dataclass
 
@@ -41,7 +45,7 @@ from service.batcher import (
     Pending,
 )
 from service.engines import SampleResult, SteppedEngine
-from service.engines.stepping import Stepper
+from service.engines.stepping import StepOutcome, Stepper
 from service.errors import ServiceError
 from service.metrics import Metrics
 
@@ -83,6 +87,9 @@ class LoopScheduler(MicroBatcher):
         self._stepper = Stepper(engine.steps(), pool_size)
         self._looping: dict[int, _Looping] = {}  # key → request, from straight pass to answer
         self._keys = itertools.count()
+        # Set on the event loop (a request queued, a caller gone, stop), read by the engine
+        # thread between two loop steps: the signal to hand back to the event loop.
+        self._wake = threading.Event()
 
     @property
     def in_flight(self) -> int:
@@ -103,7 +110,7 @@ class LoopScheduler(MicroBatcher):
             if batch:
                 await self._straight(batch)
             if self._stepper.busy:
-                await self._loop_step()
+                await self._loop_steps()
 
     async def _next_batch(self) -> list[Pending]:
         """Idle: wait for a batch as the micro-batcher does. Looping: whatever is queued now."""
@@ -146,12 +153,23 @@ class LoopScheduler(MicroBatcher):
         for key in outcome.looped:
             pending = by_key.pop(key)
             self._looping[key] = _Looping(pending, dispatched - pending.enqueued, len(live))
+            pending.future.add_done_callback(self._wake_if_given_up)
         self._current = []
 
-    async def _loop_step(self) -> None:
+    async def _loop_steps(self) -> None:
+        """Loop steps back to back in the engine thread, until a request arrives (its straight
+        pass goes next), a caller gives up, the earliest deadline in flight passes, or the pool
+        is empty. Each step's answers go out as soon as it ends, not when the run ends."""
         evict = self._drop_gone()
+        self._wake.clear()
+        if not self._queue.empty():
+            self._wake.set()  # arrived during the straight pass: one step, then theirs
+        earliest = min((looping.pending.deadline for looping in self._looping.values()),
+                       default=math.inf)  # fmt: skip
         try:
-            outcome = await self._in_engine_thread(self._stepper.step, evict)
+            await self._in_engine_thread(
+                self._run_steps, evict, earliest, asyncio.get_running_loop()
+            )
         except asyncio.CancelledError:
             raise  # stop() answers what is looping
         except Exception:
@@ -161,7 +179,20 @@ class LoopScheduler(MicroBatcher):
             self._looping.clear()
             self._stepper.clear()  # the engine thread is idle: its call has returned
             self._metrics.observe_loop_step(self.model, 0, 0, 0)
-            return
+
+    def _run_steps(self, evict: list[int], earliest: float, loop) -> None:
+        """Engine thread: steps until woken (see _loop_steps); answers are handed to the loop."""
+        while True:
+            outcome = self._stepper.step(evict)
+            evict = []
+            try:
+                loop.call_soon_threadsafe(self._deliver, outcome)
+            except RuntimeError:  # the event loop has closed: the service is gone
+                return
+            if not self._stepper.busy or self._wake.is_set() or time.monotonic() >= earliest:
+                return
+
+    def _deliver(self, outcome: StepOutcome) -> None:
         self._observe_stages(outcome.seconds)
         self._metrics.observe_loop_step(
             self.model, outcome.stepped, outcome.iterating, outcome.waiting
@@ -170,6 +201,17 @@ class LoopScheduler(MicroBatcher):
             looping = self._looping.pop(key, None)
             if looping is not None:  # None: evicted after this sample's last iteration
                 self._answer(looping.pending, sample, looping.queue_seconds, looping.batch_size)
+
+    def _wake_if_given_up(self, future: asyncio.Future) -> None:
+        if future.cancelled():  # its deadline passed or the client went away: evict it
+            self._wake.set()
+
+    def _queued(self) -> None:
+        self._wake.set()  # a running loop-step run yields to the new request's straight pass
+
+    async def stop(self, grace_s: float = 0.0) -> None:
+        self._wake.set()  # whatever the engine thread runs ends after its current step
+        await super().stop(grace_s)
 
     def _drop_gone(self) -> list[int]:
         """Keys whose caller gave up or whose deadline passed (504): the step drops them."""
