@@ -123,6 +123,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
+    # SIGTERM unwinds like Ctrl-C, so the servers this run spawned are stopped too.
+    previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
+    try:
+        return _run(args)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _run(args: argparse.Namespace) -> dict:
     levels = [int(c) for c in args.levels.split(",")]
     loads = args.loads.split(",")
     schedulings = args.schedulings.split(",")
