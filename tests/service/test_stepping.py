@@ -55,6 +55,13 @@ def lstm_engine(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def whiten_engine(tmp_path_factory):
+    """The whitened-stem CNN (BatchNorm stem, one-conv loop layers): another backbone."""
+    config = ModelConfig(arch="cnn", n_classes=10, width=8, stem="whiten", stem_width=8)
+    return load_torch(_save(tmp_path_factory.mktemp("whiten"), config), "cpu")
+
+
+@pytest.fixture(scope="module")
 def anderson_engine(tmp_path_factory):
     config = ModelConfig(arch="cnn", n_classes=10, width=8, solver="anderson")
     return load_torch(_save(tmp_path_factory.mktemp("anderson"), config), "cpu")
@@ -249,16 +256,16 @@ SCHEDULE = st.lists(
 )  # (input index, forced action, loop steps to run before the next arrival)
 
 
-@pytest.mark.parametrize("arch", ["cnn", "lstm"])
+@pytest.mark.parametrize("arch", ["cnn", "whiten", "lstm"])
 @settings(
     max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(schedule=SCHEDULE, capacity=st.integers(1, 6), batch_cut=st.integers(1, 4))
 def test_an_answer_never_depends_on_what_it_was_batched_with(
-    arch, cnn_engine, lstm_engine, schedule, capacity, batch_cut
+    arch, cnn_engine, whiten_engine, lstm_engine, schedule, capacity, batch_cut
 ):
-    engine = cnn_engine if arch == "cnn" else lstm_engine
-    data = images() if arch == "cnn" else texts()
+    engine = {"cnn": cnn_engine, "whiten": whiten_engine, "lstm": lstm_engine}[arch]
+    data = texts() if arch == "lstm" else images()
     stepper = Stepper(engine.steps(), capacity=capacity)
     items = [EngineInput(data[index], action) for index, action, _ in schedule]
     answers: dict[int, SampleResult] = {}
