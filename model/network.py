@@ -12,6 +12,7 @@ per-sample stats); it never logs.
 """
 
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
@@ -145,6 +146,82 @@ def _layer_evaluations(actions: Tensor, iterations: Tensor) -> Tensor:
 
 def build_model(config: ModelConfig) -> DynaLayNet:
     return DynaLayNet(config)
+
+
+# ---- step API: the same algorithm, one piece at a time, whatever runtime evaluates the parts ----
+#
+# A serving engine that schedules loops iteration by iteration needs the network cut into the
+# pieces it interleaves: the straight pass (for the agent), one iteration of an action's
+# composite L_k∘…∘L1, and the finish (layers k+1..3 once more, then the head). `NetworkParts`
+# is what a runtime supplies (PyTorch modules here, ONNX sessions in the service); the
+# functions below compose the parts exactly as `straight` / `_loop` do.
+
+
+class NetworkParts(Protocol):
+    """The pieces of a DynaLay network, batch-first; `inj` is the stem's output tuple."""
+
+    def stem(self, x: Tensor, lengths: Tensor | None) -> tuple[Tensor, ...]: ...
+
+    def layer(self, index: int, h: Tensor, inj: tuple[Tensor, ...]) -> Tensor: ...
+
+    def head(self, h: Tensor, inj: tuple[Tensor, ...]) -> Tensor: ...
+
+    def profile(
+        self, states: tuple[Tensor, ...], logits: Tensor, inj: tuple[Tensor, ...]
+    ) -> Tensor: ...
+
+    def agent(self, profile: Tensor) -> Tensor: ...
+
+
+class ModuleParts:
+    """`NetworkParts` of a DynaLayNet, evaluated by its own PyTorch modules."""
+
+    def __init__(self, net: DynaLayNet) -> None:
+        self.net = net
+        self.backbone = net.backbone
+
+    def stem(self, x: Tensor, lengths: Tensor | None) -> tuple[Tensor, ...]:
+        return tuple(self.backbone.stem(x, lengths))
+
+    def layer(self, index: int, h: Tensor, inj: tuple[Tensor, ...]) -> Tensor:
+        return self.backbone.layers[index](h, *inj)
+
+    def head(self, h: Tensor, inj: tuple[Tensor, ...]) -> Tensor:
+        return self.backbone.head(h, *inj)
+
+    def profile(
+        self, states: tuple[Tensor, ...], logits: Tensor, inj: tuple[Tensor, ...]
+    ) -> Tensor:
+        summaries = [self.backbone.pool(z, *inj) for z in states]
+        return torch.cat([*summaries, _confidence(logits)], dim=1).detach()
+
+    def agent(self, profile: Tensor) -> Tensor:
+        return self.net.agent(profile)
+
+
+def straight_pass(parts: NetworkParts, x: Tensor, lengths: Tensor | None = None) -> StraightPass:
+    """Stem, L1, L2, L3 once, head and the agent's profile: `DynaLayNet.straight` from parts."""
+    inj = parts.stem(x, lengths)
+    h, states = inj[0], []
+    for index in range(N_LAYERS):
+        h = parts.layer(index, h, inj)
+        states.append(h)
+    logits = parts.head(h, inj)
+    return StraightPass(inj, tuple(states), logits, parts.profile(tuple(states), logits, inj))
+
+
+def loop_iteration(parts: NetworkParts, action: int, z: Tensor, inj: tuple[Tensor, ...]) -> Tensor:
+    """One application of action k's composite L_k∘…∘L1 to states z (n, ...) → (n, ...)."""
+    for index in range(action):
+        z = parts.layer(index, z, inj)
+    return z
+
+
+def finish(parts: NetworkParts, action: int, z: Tensor, inj: tuple[Tensor, ...]) -> Tensor:
+    """Layers k+1..3 once on the fixed point z (n, ...), then the head → logits (n, C)."""
+    for index in range(action, N_LAYERS):
+        z = parts.layer(index, z, inj)
+    return parts.head(z, inj)
 
 
 assert layer_evaluations(2, 5) == 3 + 2 * 5 + 1  # keep the two forms in step

@@ -10,6 +10,10 @@ finite (a broken model) fails alone with a 500: NaN never reaches a client.
 
 Stopping drains: no new request is taken, the queue is worked off within a grace period, and
 only what is left after it gets a 503.
+
+This is batch scheduling: a batch is answered when its slowest loop has converged. Iteration-level
+scheduling (service/loop_scheduler.py) builds on this class and keeps its queue, admission,
+deadlines and drain.
 """
 
 from __future__ import annotations
@@ -45,7 +49,9 @@ class Completed:
 
 
 @dataclass
-class _Pending:
+class Pending:
+    """One queued request: its input, the future its caller awaits, arrival and deadline."""
+
     item: EngineInput
     future: asyncio.Future[Completed]
     enqueued: float  # time.monotonic()
@@ -70,12 +76,12 @@ class MicroBatcher:
         self._max_delay_s = max_delay_s
         self._max_queue = max_queue
         self._retry_after_s = retry_after_s
-        self._queue: asyncio.Queue[_Pending] = asyncio.Queue(max_queue)
+        self._queue: asyncio.Queue[Pending] = asyncio.Queue(max_queue)
         self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"engine-{self.model}")
         self._task: asyncio.Task[None] | None = None
         self._closed = False  # stop() has begun: submit() refuses
         # The batch being collected or run: taken off the queue, so stop() must see it here.
-        self._current: list[_Pending] = []
+        self._current: list[Pending] = []
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(
@@ -97,7 +103,7 @@ class MicroBatcher:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        for pending in self._current:
+        for pending in self._taken():
             self._fail(pending, self._unavailable(SHUTTING_DOWN))
         while not self._queue.empty():
             self._fail(self._queue.get_nowait(), self._unavailable(SHUTTING_DOWN))
@@ -108,25 +114,38 @@ class MicroBatcher:
         CPU on decoding an input that could not be queued anyway (overload stays cheap)."""
         if self._closed:
             raise self._unavailable(SHUTTING_DOWN)
-        if self._queue.full():
+        if not self._has_room():
             raise self._overloaded()
+
+    def _has_room(self) -> bool:
+        return not self._queue.full()
 
     async def submit(self, item: EngineInput, deadline: float) -> Completed:
         """Queue one input and wait for its result; raises ServiceError 503/504/500."""
         if self._closed:
             raise self._unavailable(SHUTTING_DOWN)
+        if not self._has_room():
+            raise self._overloaded()
         future: asyncio.Future[Completed] = asyncio.get_running_loop().create_future()
-        pending = _Pending(item, future, time.monotonic(), deadline)
+        pending = Pending(item, future, time.monotonic(), deadline)
         try:
             self._queue.put_nowait(pending)
         except asyncio.QueueFull:
             raise self._overloaded() from None
         self._publish_depth()
+        self._queued()
         try:
             # On timeout wait_for cancels the future, which tells the loop to skip this item.
             return await asyncio.wait_for(future, max(deadline - time.monotonic(), 0.0))
         except TimeoutError:
             raise ServiceError(504, DEADLINE_PASSED) from None
+
+    def _queued(self) -> None:
+        """A request was queued (a hook: the loop scheduler wakes its engine thread)."""
+
+    def _taken(self) -> list[Pending]:
+        """Requests taken off the queue and not answered yet (stop() fails what is left)."""
+        return list(self._current)
 
     async def _serve(self) -> None:
         while True:
@@ -140,7 +159,7 @@ class MicroBatcher:
                     self._queue.task_done()
                 self._current = []
 
-    async def _collect(self) -> list[_Pending]:
+    async def _collect(self) -> list[Pending]:
         batch = self._current = [await self._queue.get()]
         first = batch[0]
         closes_at = first.enqueued + self._max_delay_s
@@ -158,7 +177,7 @@ class MicroBatcher:
         self._publish_depth()
         return batch
 
-    def _drop_dead(self, batch: list[_Pending]) -> list[_Pending]:
+    def _drop_dead(self, batch: list[Pending]) -> list[Pending]:
         now = time.monotonic()
         live = []
         for pending in batch:
@@ -170,7 +189,7 @@ class MicroBatcher:
             live.append(pending)
         return live
 
-    async def _execute(self, batch: list[_Pending]) -> None:
+    async def _execute(self, batch: list[Pending]) -> None:
         dispatched = time.monotonic()
         for pending in batch:
             self._metrics.queue_duration.labels(self.model).observe(dispatched - pending.enqueued)
@@ -199,6 +218,7 @@ class MicroBatcher:
                 continue
             queued = dispatched - pending.enqueued
             pending.future.set_result(Completed(sample, queued, len(batch)))
+            self._metrics.observe_answer_time(self.model, sample.action, pending.enqueued)
 
     def _run(self, inputs: list[EngineInput]) -> BatchOutput:
         output = self.engine.run(inputs)
@@ -218,6 +238,6 @@ class MicroBatcher:
         self._metrics.queue_depth.labels(self.model).set(self._queue.qsize())
 
     @staticmethod
-    def _fail(pending: _Pending, error: ServiceError) -> None:
+    def _fail(pending: Pending, error: ServiceError) -> None:
         if not pending.future.done():
             pending.future.set_exception(error)

@@ -1,7 +1,9 @@
 """A closed-loop HTTP load generator for POST /predict, and the /metrics deltas around it.
 
 `concurrency` clients each send their next request as soon as the previous one is answered
-(perf_analyzer's concurrency mode), for `duration_s` seconds after a short warm-up.
+(perf_analyzer's concurrency mode), for `duration_s` seconds after a short warm-up. Client k
+sends bodies k, k+1, k+2, ... (cycling), so a list that alternates two kinds of request gives
+every client, and so the whole load, an exact 50/50 mix whatever the latencies.
 """
 
 from __future__ import annotations
@@ -28,6 +30,10 @@ class LoadResult:
     statuses: Counter = field(default_factory=Counter)
     actions: Counter = field(default_factory=Counter)
     layer_evaluations: list[int] = field(default_factory=list)
+    latencies_by_action: dict[str, list[float]] = field(default_factory=dict)
+    compared: int = 0  # answers checked against the reference (when one was given)
+    differing: int = 0  # of those, answers that differ from it
+    mismatches: list[str] = field(default_factory=list)  # the first few differences
 
     def summary(self) -> dict:
         ok = np.asarray(self.latencies_ms) if self.latencies_ms else np.asarray([np.nan])
@@ -37,17 +43,40 @@ class LoadResult:
             "requests": sum(self.statuses.values()),
             "errors": {str(k): v for k, v in self.statuses.items() if k != 200},
             "throughput_rps": round(len(self.latencies_ms) / self.seconds, 2),
-            "latency_ms": {
-                "mean": round(float(np.mean(ok)), 3),
-                "p50": round(float(np.percentile(ok, 50)), 3),
-                "p95": round(float(np.percentile(ok, 95)), 3),
-                "p99": round(float(np.percentile(ok, 99)), 3),
+            "latency_ms": _percentiles(ok),
+            "by_action": {
+                action: {
+                    "answers": len(values),
+                    "throughput_rps": round(len(values) / self.seconds, 2),
+                    "latency_ms": _percentiles(np.asarray(values)),
+                }
+                for action, values in sorted(self.latencies_by_action.items())
             },
             "actions": dict(self.actions),
             "layer_evaluations_mean": (
                 round(float(np.mean(self.layer_evaluations)), 3) if self.layer_evaluations else None
             ),
+            "answers_compared": self.compared,
+            "answers_differing": self.differing,
+            "differences": self.mismatches,
         }
+
+
+def _percentiles(latencies: np.ndarray) -> dict[str, float]:
+    if latencies.size == 0:
+        latencies = np.asarray([np.nan])
+    return {
+        "mean": round(float(np.mean(latencies)), 3),
+        "p50": round(float(np.percentile(latencies, 50)), 3),
+        "p95": round(float(np.percentile(latencies, 95)), 3),
+        "p99": round(float(np.percentile(latencies, 99)), 3),
+    }
+
+
+def image_bodies_mixed(paths: list[Path], model: str, actions: list[str | None]) -> list[bytes]:
+    """Bodies alternating the given actions image by image: [img0/a0, img0/a1, img1/a0, ...]."""
+    per_action = [image_bodies(paths, model, action) for action in actions]
+    return [body for bodies in zip(*per_action, strict=True) for body in bodies]
 
 
 def image_bodies(paths: list[Path], model: str, action: str | None) -> list[bytes]:
@@ -69,7 +98,11 @@ async def run_load(
     mode: str,
     warmup_s: float = 0.5,
     headers: dict[str, str] | None = None,
+    reference: list[dict] | None = None,
 ) -> LoadResult:
+    """Closed-loop load; with `reference` (the answer to each body, sent alone) every answer
+    under load is compared with it (same label and action, iterations within one, the top
+    probabilities within 1e-4)."""
     result = LoadResult(concurrency, mode, duration_s)
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     all_headers = {"content-type": "application/json", **(headers or {})}
@@ -81,13 +114,15 @@ async def run_load(
         async def worker(offset: int) -> None:
             i = offset
             while (now := time.perf_counter()) < stop_at:
-                body = bodies[i % len(bodies)]
-                i += concurrency
+                index = i % len(bodies)
+                i += 1
                 sent = time.perf_counter()
-                response = await client.post("/predict", content=body, headers=all_headers)
+                response = await client.post("/predict", content=bodies[index], headers=all_headers)
                 if now < measure_from:
                     continue  # warm-up: connections, first batches
                 _record(result, response, (time.perf_counter() - sent) * 1000.0)
+                if reference is not None and response.status_code == 200:
+                    _compare(result, index, response.json(), reference[index])
 
         await asyncio.gather(*(worker(k) for k in range(concurrency)))
     return result
@@ -100,6 +135,39 @@ def _record(result: LoadResult, response: httpx.Response, latency_ms: float) -> 
         result.latencies_ms.append(latency_ms)
         result.actions[answer["action"]] += 1
         result.layer_evaluations.append(answer["layer_evaluations"])
+        result.latencies_by_action.setdefault(answer["action"], []).append(latency_ms)
+
+
+def _compare(result: LoadResult, index: int, answer: dict, want: dict) -> None:
+    result.compared += 1
+    problems = answer_differences(want, answer)
+    if problems:
+        result.differing += 1
+        if len(result.mismatches) < 5:
+            result.mismatches.append(f"body {index}: " + ", ".join(problems))
+
+
+def answer_differences(want: dict, got: dict, prob_tol: float = 1e-4) -> list[str]:
+    """How two /predict answers to one input differ: label, action, iterations by more than
+    one, any of `want`'s top probabilities by more than `prob_tol`. Empty: the same answer."""
+    problems = [f"{k} {got[k]!r} != {want[k]!r}" for k in ("label", "action") if got[k] != want[k]]
+    if abs(got["iterations"] - want["iterations"]) > 1:
+        problems.append(f"iterations {got['iterations']} vs {want['iterations']}")
+    top = want["probabilities"]
+    gap = max(
+        (abs(p - got["probabilities"].get(label, 0.0)) for label, p in top.items()), default=0
+    )
+    if gap > prob_tol:
+        problems.append(f"probabilities differ by {gap:.2e}")
+    return problems
+
+
+def answer_alone(url: str, body: bytes, headers: dict[str, str] | None = None) -> dict:
+    """One request with nothing else in flight: the reference answer to `body`."""
+    all_headers = {"content-type": "application/json", **(headers or {})}
+    response = httpx.post(f"{url}/predict", content=body, headers=all_headers, timeout=60)
+    response.raise_for_status()
+    return response.json()
 
 
 def scrape(url: str, model: str) -> dict[str, float]:

@@ -13,7 +13,6 @@ import logging
 from pathlib import Path
 
 from model.checkpoint import CheckpointError
-from service.batcher import MicroBatcher
 from service.engines import Engine, EngineFactory
 from service.public_errors import public_message
 from service.repository import (
@@ -23,6 +22,7 @@ from service.repository import (
     load_engine,
     resolve_device,
 )
+from service.scheduling import build_scheduler
 from service.state import ServedModel, ServiceState
 
 log = logging.getLogger(__name__)
@@ -59,7 +59,7 @@ async def load_models(state: ServiceState, factory: EngineFactory) -> None:
 
 
 def serve(state: ServiceState, engine: Engine) -> None:
-    """Put a loaded engine behind its own micro-batcher."""
+    """Put a loaded engine behind its own scheduler (DYNALAY_LOOP_SCHEDULING)."""
     settings, name = state.settings, engine.meta.name
     if name in state.models:
         raise RepositoryError(
@@ -67,14 +67,7 @@ def serve(state: ServiceState, engine: Engine) -> None:
             f"{state.models[name].meta.directory}"
         )
     image_spec, text_encoder = input_pipeline(engine)
-    batcher = MicroBatcher(
-        engine,
-        state.metrics,
-        max_batch_size=settings.max_batch_size,
-        max_delay_s=settings.max_queue_delay_ms / 1000.0,
-        max_queue=settings.max_queue,
-        retry_after_s=settings.retry_after_s,
-    )
+    batcher = build_scheduler(engine, state.metrics, settings)
     batcher.start()
     state.models[name] = ServedModel(engine, batcher, image_spec, text_encoder)
     state.metrics.register_model(name, engine.meta.version, engine.name, engine.device)

@@ -6,11 +6,14 @@ Names, types and labels are a contract with dashboards: change them only with de
 
 from __future__ import annotations
 
+import time
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from model.actions import ACTIONS, LAYER_NAMES
 
 STAGES = ("preprocess", "straight", "agent", "loop", "head")
+ANSWER_PATHS = ("straight", "looped")  # label values of dynalay_answer_duration_seconds
 UNRESOLVED_MODEL = "none"  # label for answers given before a model was chosen (bounded labels)
 
 # Seconds, from a fast GPU batch to a slow CPU request with a long queue.
@@ -101,6 +104,33 @@ class Metrics:
             ["model"],
             registry=r,
         )
+        self.loop_pool_occupancy = Gauge(
+            "dynalay_loop_pool_occupancy",
+            "Samples iterating in the loop pool (iteration scheduling).",
+            ["model"],
+            registry=r,
+        )
+        self.loop_pool_waiting = Gauge(
+            "dynalay_loop_pool_waiting",
+            "Samples past their straight pass waiting for room in the loop pool.",
+            ["model"],
+            registry=r,
+        )
+        self.loop_step_samples = Histogram(
+            "dynalay_loop_step_samples",
+            "Samples that ran one fixed-point iteration per loop step (iteration scheduling).",
+            ["model"],
+            buckets=BATCH_BUCKETS,
+            registry=r,
+        )
+        self.answer_duration = Histogram(
+            "dynalay_answer_duration_seconds",
+            "Arrival in the queue to the answer being ready, by path: straight (the agent kept "
+            "the straight pass, or it was forced) or looped.",
+            ["model", "path"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         self.model_info = Gauge(
             "dynalay_model_info",
             "Loaded models (always 1).",
@@ -118,6 +148,11 @@ class Metrics:
         self.fixed_point_unconverged.labels(model)
         self.queue_depth.labels(model).set(0)
         self.requests_in_progress.labels(model).set(0)
+        self.loop_pool_occupancy.labels(model).set(0)
+        self.loop_pool_waiting.labels(model).set(0)
+        self.loop_step_samples.labels(model)
+        for path in ANSWER_PATHS:
+            self.answer_duration.labels(model, path)
 
     def observe_answer(self, model: str, status: int, seconds: float | None = None) -> None:
         self.requests.labels(model, str(status)).inc()
@@ -154,3 +189,14 @@ class Metrics:
 
     def observe_stage(self, model: str, stage: str, seconds: float) -> None:
         self.compute_duration.labels(model, stage).observe(seconds)
+
+    def observe_answer_time(self, model: str, action: int, enqueued: float) -> None:
+        """Arrival (time.monotonic() when queued) → now, for an answer of action id `action`."""
+        path = ANSWER_PATHS[0] if action == 0 else ANSWER_PATHS[1]
+        self.answer_duration.labels(model, path).observe(time.monotonic() - enqueued)
+
+    def observe_loop_step(self, model: str, stepped: int, iterating: int, waiting: int) -> None:
+        if stepped:
+            self.loop_step_samples.labels(model).observe(stepped)
+        self.loop_pool_occupancy.labels(model).set(iterating)
+        self.loop_pool_waiting.labels(model).set(waiting)

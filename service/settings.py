@@ -31,6 +31,14 @@ class Settings(BaseSettings):
     # "skip" serves the other models and reports that one as not ready.
     on_load_error: Literal["fail", "skip"] = "fail"
 
+    # How loops are batched: "iteration" answers straight inputs after the straight pass and
+    # runs loops one fixed-point iteration per step in a pool of `loop_pool_size` samples;
+    # "batch" answers a batch when its slowest loop has converged (service/scheduling.py).
+    loop_scheduling: Literal["iteration", "batch"] = "iteration"
+    # Samples iterating at once per model (iteration); unset: max_batch_size, so under overload
+    # a loop gets the share of the CPU it gets in a batch, and not a slice of an ever-larger pool.
+    loop_pool_size: int | None = Field(None, ge=1)
+
     max_batch_size: int = Field(32, ge=1)
     max_queue_delay_ms: float = Field(2.0, ge=0)  # batching window, timed from the oldest request
     max_queue: int = Field(256, ge=1)  # queued requests per model; beyond this: 503 + Retry-After
@@ -50,10 +58,14 @@ class Settings(BaseSettings):
 
     api_key: SecretStr | None = None  # when set, /predict requires it (X-API-Key or Bearer)
 
-    @field_validator("log_level", "device", "on_load_error", mode="before")
+    @field_validator("log_level", "device", "on_load_error", "loop_scheduling", mode="before")
     @classmethod
     def _lower_case(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
+
+    @property
+    def loop_pool_capacity(self) -> int:
+        return self.loop_pool_size or self.max_batch_size
 
     @field_validator("api_key", mode="before")
     @classmethod

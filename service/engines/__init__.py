@@ -16,6 +16,8 @@ from service.engines.base import (
     EngineInput,
     ModelMeta,
     SampleResult,
+    SteppedEngine,
+    offers_steps,
 )
 
 
@@ -44,7 +46,9 @@ __all__ = [
     "EngineInput",
     "ModelMeta",
     "SampleResult",
+    "SteppedEngine",
     "get_engine_factory",
+    "offers_steps",
 ]
 
 

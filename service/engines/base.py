@@ -1,7 +1,8 @@
 """What every engine gives the service: a model's metadata and `run(batch) -> per-sample results`.
 
 Engines see plain numpy inputs and return plain Python results, so the batcher, the HTTP layer and
-the metrics never touch torch (or onnxruntime) objects.
+the metrics never touch torch (or onnxruntime) objects. An engine that also offers `steps()` (the
+parts of its network, service/engines/stepping.py) can be scheduled iteration by iteration.
 """
 
 from __future__ import annotations
@@ -9,11 +10,14 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 from model.checkpoint import LoadedCheckpoint
+
+if TYPE_CHECKING:
+    from service.engines.stepping import EngineSteps
 
 
 @dataclass(frozen=True)
@@ -77,6 +81,17 @@ class Engine(Protocol):
     def warmup(self) -> None:
         """Exercise every action once, so the first request pays no one-off costs."""
         ...
+
+
+class SteppedEngine(Engine, Protocol):
+    def steps(self) -> EngineSteps:
+        """The parts, collation and loop settings the shared `Stepper` runs this model from."""
+        ...
+
+
+def offers_steps(engine: Engine) -> bool:
+    """Whether `engine` can be scheduled iteration by iteration (it has `steps()`)."""
+    return callable(getattr(engine, "steps", None))
 
 
 EngineFactory = Callable[[Path, str], Engine]  # (checkpoint directory, device) -> engine

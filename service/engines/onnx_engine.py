@@ -1,10 +1,11 @@
 """The ONNX Runtime engine: the exported parts run by onnxruntime, the adaptive loop in Python.
 
-Same algorithm and results as the PyTorch engine (service/engines/torch_engine.py): straight
-pass, agent (greedy, or the forced action), per-action fixed-point loops with per-sample
-convergence through the very solver the model uses (model/solvers.py: relative residual, tol and
-max_iter from the checkpoint's config, converged samples drop out, best iterate otherwise),
-head, softmax. Only the layer evaluations change runtime.
+Same algorithm and results as the PyTorch engine (service/engines/torch_engine.py): this engine
+only supplies the parts (`OnnxParts`: stem, layers, head, profile, agent as ONNX sessions) and
+the shared stepper (service/engines/stepping.py) runs the straight pass, the agent (greedy, or
+the forced action), the per-sample fixed-point loops (relative residual, tol and max_iter from
+the checkpoint's config, best iterate otherwise) and the finish. Only the layer evaluations
+change runtime.
 
 States live in torch tensors on the engine's device and every session call binds them by
 pointer (IOBinding), on CPU as on CUDA, so nothing is copied between steps; on CUDA, ORT runs on
@@ -26,9 +27,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from model.actions import LAYER_NAMES, N_ACTIONS, layer_evaluations
+from model.actions import LAYER_NAMES, N_ACTIONS
 from model.checkpoint import AGENT, BACKBONE, LoadedCheckpoint, load_checkpoint, manifest_files
-from model.network import ForwardOutput, StraightPass
 from model.onnx_parts import (
     LOGITS,
     PART_NAMES,
@@ -38,9 +38,9 @@ from model.onnx_parts import (
     injection_names,
     model_inputs,
 )
-from model.solvers import SolverStats, get_solver
 from service.engines.base import BatchOutput, EngineInput, ModelMeta
-from service.engines.stages import WARMUP_TOKENS, StageClock, to_samples
+from service.engines.stages import WARMUP_TOKENS
+from service.engines.stepping import EngineSteps, Stepper
 
 EXPORT_CARD = "onnx/export.json"
 EXPORT_COMMAND = "python -m training export-onnx"
@@ -64,8 +64,6 @@ class OnnxEngine:
         self.meta = ModelMeta.from_checkpoint(loaded)
         self.config = loaded.config
         self._torch_device = torch.device(device)
-        self._inj_names = injection_names(loaded.config.arch)
-        self._solver = get_solver(loaded.config.solver)
         card = check_export(loaded.directory, loaded.config.arch)
         providers = execution_providers(self._torch_device)
         self._parts = {
@@ -79,85 +77,58 @@ class OnnxEngine:
         return self._parts["stem"].session.get_providers()
 
     def run(self, batch: Sequence[EngineInput]) -> BatchOutput:
-        with torch.inference_mode():
-            return self._run(batch)
+        # The whole batch through the shared stepper: the loop the scheduler steps, run to the end.
+        return Stepper(self.steps(), capacity=len(batch)).run(batch)
+
+    def steps(self) -> EngineSteps:
+        config = self.config
+        return EngineSteps(
+            OnnxParts(self._parts, self.config.arch),
+            self._collate,
+            config.solver,
+            config.tol,
+            config.max_iter,
+            self._torch_device,
+        )
 
     def warmup(self) -> None:
         # One sample per forced action plus one the agent decides: every part runs once.
         dummy = _dummy_input(self.meta)
         self.run([EngineInput(dummy, action) for action in (*range(N_ACTIONS), None)])
 
-    def _run(self, batch: Sequence[EngineInput]) -> BatchOutput:
-        feeds = _collate(batch, self.meta.modality, self._torch_device)
-        clock = StageClock(self._torch_device)
-        straight = self._straight(feeds)
-        clock.lap("straight")
-        agent_logits = self._parts["agent"]({PROFILE: straight.profile})[0]  # (B, 4)
-        actions = _apply_forced(agent_logits.argmax(dim=1), batch)
-        clock.lap("agent")
-        out = self._recompute(straight, actions, agent_logits)
-        clock.lap("loop")
-        samples = to_samples(out)
-        clock.lap("head")
-        return BatchOutput(samples, clock.seconds)
+    def _collate(self, batch: Sequence[EngineInput]) -> tuple[Tensor, Tensor | None]:
+        """Images (B, 3, H, W) and None, or ids (B, T) padded with 0 and lengths (B,)."""
+        feeds = list(_collate(batch, self.meta.modality, self._torch_device).values())
+        return feeds[0], (feeds[1] if len(feeds) > 1 else None)
 
-    # ---- the algorithm, part by part (mirrors DynaLayNet.straight / recompute / _loop) -----
 
-    def _straight(self, feeds: dict[str, Tensor]) -> StraightPass:
-        inj = tuple(self._parts["stem"](feeds))  # u (B, ...) [, mask (B, T, 1)]
-        h, states = inj[0], []
-        for name in LAYER_NAMES:
-            h = self._layer(name, h, inj)
-            states.append(h)
-        logits = self._head(h, inj)  # (B, C)
-        named = {**dict(zip(STATE_NAMES, states, strict=True)), LOGITS: logits}
-        profile = self._parts["profile"]({**named, **self._inj(inj)})[0]  # (B, P)
-        return StraightPass(inj, tuple(states), logits, profile)
+class OnnxParts:
+    """`model.network.NetworkParts` evaluated by the exported ONNX sessions."""
 
-    def _recompute(
-        self, straight: StraightPass, actions: Tensor, agent_logits: Tensor
-    ) -> ForwardOutput:
-        batch = actions.shape[0]
-        final = straight.logits.clone()  # action 0 keeps the straight logits
-        iterations = torch.zeros(batch, dtype=torch.long, device=actions.device)
-        converged = torch.ones(batch, dtype=torch.bool, device=actions.device)
-        residual = torch.zeros(batch, device=actions.device)
-        for action in range(1, N_ACTIONS):
-            idx = (actions == action).nonzero(as_tuple=True)[0]
-            if idx.numel() == 0:
-                continue
-            group_logits, stats = self._loop(straight, action, idx)
-            final[idx] = group_logits
-            iterations[idx] = stats.iterations
-            converged[idx] = stats.converged
-            residual[idx] = stats.residual.to(residual.dtype)
-        pairs = zip(actions.tolist(), iterations.tolist(), strict=True)
-        evals = torch.tensor([layer_evaluations(a, n) for a, n in pairs])  # (B,) long
-        return ForwardOutput(
-            final, straight.logits, actions, agent_logits, iterations, converged, residual, evals
-        )
+    def __init__(self, parts: Mapping[str, OnnxPart], arch: str) -> None:
+        self._parts = parts
+        self._stem_inputs = model_inputs(arch)
+        self._inj_names = injection_names(arch)
 
-    def _loop(self, straight: StraightPass, action: int, idx: Tensor) -> tuple[Tensor, SolverStats]:
-        """Iterate the first `action` layers to a fixed point on samples idx, finish, head."""
-        layers = LAYER_NAMES
-        group_inj = tuple(t[idx] for t in straight.inj)
+    def stem(self, x: Tensor, lengths: Tensor | None) -> tuple[Tensor, ...]:
+        given = (x,) if lengths is None else (x, lengths)
+        feeds = dict(zip(self._stem_inputs, given, strict=True))
+        return tuple(self._parts["stem"](feeds))  # u (B, ...) [, mask (B, T, 1)]
 
-        def composite(z: Tensor, *inj_: Tensor) -> Tensor:
-            for name in layers[:action]:
-                z = self._layer(name, z, inj_)
-            return z
+    def layer(self, index: int, h: Tensor, inj: tuple[Tensor, ...]) -> Tensor:
+        return self._parts[LAYER_NAMES[index]]({STATE: h, **self._inj(inj)})[0]
 
-        z0 = straight.states[action - 1][idx]  # the straight pass' state after layer `action`
-        z, stats = self._solver(composite, z0, group_inj, self.config.tol, self.config.max_iter)
-        for name in layers[action:]:
-            z = self._layer(name, z, group_inj)
-        return self._head(z, group_inj), stats
-
-    def _layer(self, name: str, h: Tensor, inj: Sequence[Tensor]) -> Tensor:
-        return self._parts[name]({STATE: h, **self._inj(inj)})[0]
-
-    def _head(self, h: Tensor, inj: Sequence[Tensor]) -> Tensor:
+    def head(self, h: Tensor, inj: tuple[Tensor, ...]) -> Tensor:
         return self._parts["head"]({STATE: h, **self._inj(inj)})[0]
+
+    def profile(
+        self, states: tuple[Tensor, ...], logits: Tensor, inj: tuple[Tensor, ...]
+    ) -> Tensor:
+        named = {**dict(zip(STATE_NAMES, states, strict=True)), LOGITS: logits}
+        return self._parts["profile"]({**named, **self._inj(inj)})[0]  # (B, P)
+
+    def agent(self, profile: Tensor) -> Tensor:
+        return self._parts["agent"]({PROFILE: profile})[0]  # (B, 4)
 
     def _inj(self, inj: Sequence[Tensor]) -> dict[str, Tensor]:
         return dict(zip(self._inj_names, inj, strict=True))
@@ -308,16 +279,6 @@ def _collate(batch: Sequence[EngineInput], modality: str, device: torch.device) 
         ids[row, : len(item.data)] = item.data
     tensors = [torch.from_numpy(ids).to(device), torch.tensor(lengths, device=device)]
     return dict(zip(model_inputs("lstm"), tensors, strict=True))
-
-
-def _apply_forced(actions: Tensor, batch: Sequence[EngineInput]) -> Tensor:
-    forced = [(i, item.action) for i, item in enumerate(batch) if item.action is not None]
-    if not forced:
-        return actions
-    rows, values = zip(*forced, strict=True)
-    actions = actions.clone()
-    actions[list(rows)] = torch.tensor(values, dtype=actions.dtype, device=actions.device)
-    return actions
 
 
 def _dummy_input(meta: ModelMeta) -> np.ndarray:

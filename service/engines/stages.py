@@ -31,10 +31,11 @@ def to_samples(out: ForwardOutput) -> list[SampleResult]:
 
 
 class StageClock:
-    """Seconds per stage of one batch; on CUDA each lap waits for the device first."""
+    """Seconds per stage of one batch; on CUDA each lap waits for the device first, unless
+    `wait=False` (a loop step, which must not wait more than once: its laps are host time)."""
 
-    def __init__(self, device: torch.device) -> None:
-        self._sync = device.type == "cuda"
+    def __init__(self, device: torch.device, wait: bool = True) -> None:
+        self._sync = wait and device.type == "cuda"
         self._device = device
         self._last = time.perf_counter()
         self.seconds: dict[str, float] = {}

@@ -3,6 +3,8 @@
 Stages are timed separately (straight pass, agent, looped recomputation, head = softmax and the
 copy to the host) so the metrics can show where a batch's time goes. On CUDA each lap waits for
 the device, otherwise the asynchronous launches would all be billed to the last stage.
+`run` is the model's own `DynaLayNet` forward (batch scheduling); `steps` hands the same modules
+to the shared stepper (service/engines/stepping.py) for iteration-level scheduling.
 """
 
 from __future__ import annotations
@@ -15,8 +17,10 @@ import torch
 
 from model.actions import N_ACTIONS
 from model.checkpoint import LoadedCheckpoint, load_checkpoint
+from model.network import ModuleParts
 from service.engines.base import BatchOutput, EngineInput, ModelMeta
 from service.engines.stages import WARMUP_TOKENS, StageClock, to_samples
+from service.engines.stepping import EngineSteps
 
 
 class TorchEngine:
@@ -31,6 +35,17 @@ class TorchEngine:
     def run(self, batch: Sequence[EngineInput]) -> BatchOutput:
         with torch.inference_mode():
             return self._run(batch)
+
+    def steps(self) -> EngineSteps:
+        config = self.net.config
+        return EngineSteps(
+            ModuleParts(self.net),
+            self._collate,
+            config.solver,
+            config.tol,
+            config.max_iter,
+            self._torch_device,
+        )
 
     def warmup(self) -> None:
         # One sample per forced action plus one the agent decides: every code path runs once.

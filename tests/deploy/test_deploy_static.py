@@ -203,6 +203,24 @@ def test_dashboard_covers_the_issue_panels():
     assert json.loads(DASHBOARD.read_text())["templating"]["list"][0]["name"] == "model"
 
 
+def test_dashboard_shows_the_loop_scheduling():
+    """Pool occupancy, samples per loop step, and time to the straight and to the looped answer."""
+    panels = json.loads(DASHBOARD.read_text())["panels"]
+    exprs = {p["title"]: " ".join(t["expr"] for t in p.get("targets", [])) for p in panels}
+    wanted = {
+        "Time to answer: straight vs looped (p50 / p99)": "dynalay_answer_duration_seconds_bucket",
+        "Loop pool occupancy and waiting": "dynalay_loop_pool_occupancy",
+        "Samples per loop step (mean, p95)": "dynalay_loop_step_samples_sum",
+        "Loop steps / s": "dynalay_loop_step_samples_count",
+    }
+    for title, metric in wanted.items():
+        assert title in exprs, f"no panel {title!r}"
+        assert metric in metric_names(exprs[title]), title
+    answers = exprs["Time to answer: straight vs looped (p50 / p99)"]
+    assert 'path="straight"' in answers and 'path="looped"' in answers
+    assert "dynalay_loop_pool_waiting" in metric_names(exprs["Loop pool occupancy and waiting"])
+
+
 def test_every_query_names_a_metric():
     for where, expr in dashboard_queries() + alert_expressions():
         assert metric_names(expr), f"{where}: no metric found in {expr!r}"

@@ -7,7 +7,8 @@ import torch
 
 from model.actions import ACTIONS, layer_evaluations, looped_layers
 from model.config import ModelConfig
-from model.network import build_model
+from model.network import ModuleParts, build_model, finish, loop_iteration, straight_pass
+from model.solvers import fixed_point_iter
 from tests.model.conftest import TINY_LSTM, cnn_batch, lstm_batch
 
 
@@ -156,3 +157,42 @@ def test_embed_dropout_acts_in_training_only_and_keeps_loops_deterministic():
     assert not torch.allclose(train_out.logits, want)  # train: embeddings are dropped
     # The dropout sits in the stem, outside the fixed-point map, so the loops still converge.
     assert bool(train_out.converged.all())
+
+
+# ---- the step API: the same network, one piece at a time ------------------------------------
+
+
+@pytest.mark.parametrize("arch", ["cnn", "lstm"])
+def test_straight_pass_from_parts_is_the_network_straight_pass(arch, tiny_cnn, tiny_lstm):
+    net = tiny_cnn if arch == "cnn" else tiny_lstm
+    x, lengths = (cnn_batch(5), None) if arch == "cnn" else lstm_batch(5)
+    with torch.no_grad():
+        want = net.straight(x, lengths)
+        got = straight_pass(ModuleParts(net), x, lengths)
+        agent = ModuleParts(net).agent(got.profile)
+    for a, b in zip((*want.inj, *want.states, want.logits, want.profile),
+                    (*got.inj, *got.states, got.logits, got.profile), strict=True):  # fmt: skip
+        assert torch.equal(a, b)
+    assert torch.equal(agent, net.decide(want)[1])
+
+
+@pytest.mark.parametrize("arch", ["cnn", "lstm"])
+@pytest.mark.parametrize("action", [1, 2, 3])
+def test_loop_iteration_and_finish_compose_to_the_forward(arch, action, tiny_cnn, tiny_lstm):
+    """Iterating `loop_iteration` with the model's solver, then `finish`, is the forward pass."""
+    net = tiny_cnn if arch == "cnn" else tiny_lstm
+    x, lengths = (cnn_batch(4), None) if arch == "cnn" else lstm_batch(4)
+    parts = ModuleParts(net)
+    with torch.no_grad():
+        want = net(x, torch.full((4,), action), lengths=lengths)
+        passed = straight_pass(parts, x, lengths)
+        z, stats = fixed_point_iter(
+            lambda z, *inj: loop_iteration(parts, action, z, inj),
+            passed.states[action - 1],
+            passed.inj,
+            net.config.tol,
+            net.config.max_iter,
+        )
+        logits = finish(parts, action, z, passed.inj)
+    assert torch.equal(logits, want.logits)
+    assert torch.equal(stats.iterations, want.iterations)

@@ -183,3 +183,68 @@ def write_text_checkpoint(directory: Path, name: str = "imdb", max_length: int =
         preprocessing={"kind": "text", "tokenizer": "tokenizer.json", "max_length": max_length},
         extra_files={"tokenizer.json": tokenizer_json},
     )
+
+
+class PacedParts:
+    """A real network's parts, each layer evaluation taking `engine.layer_s` seconds at least,
+    raising while `engine.fail` is set: loops that last long enough to act on mid-loop."""
+
+    def __init__(self, inner, engine: PacedEngine) -> None:
+        self.inner, self.engine = inner, engine
+
+    def stem(self, x, lengths):
+        return self.inner.stem(x, lengths)
+
+    def layer(self, index, h, inj):
+        self.engine.layer_calls += 1
+        if self.engine.fail:
+            raise RuntimeError("/secret/path: simulated kernel failure")
+        time.sleep(self.engine.layer_s)
+        return self.inner.layer(index, h, inj)
+
+    def head(self, h, inj):
+        return self.inner.head(h, inj)
+
+    def profile(self, states, logits, inj):
+        return self.inner.profile(states, logits, inj)
+
+    def agent(self, profile):
+        return self.inner.agent(profile)
+
+
+class PacedEngine:
+    """The real torch engine of `directory`, stepped through `PacedParts`."""
+
+    def __init__(self, directory: Path, layer_s: float = 0.0) -> None:
+        from service.engines.torch_engine import load
+
+        self.inner = load(directory, "cpu")
+        self.name, self.device, self.meta = "paced", "cpu", self.inner.meta
+        self.layer_s = layer_s
+        self.fail = False
+        self.layer_calls = 0
+
+    def warmup(self) -> None:
+        self.inner.warmup()  # one-off costs of a first call must not count against deadlines
+
+    def run(self, batch: Sequence[EngineInput]) -> BatchOutput:
+        return self.inner.run(batch)
+
+    def steps(self):
+        import dataclasses
+
+        inner = self.inner.steps()
+        return dataclasses.replace(inner, parts=PacedParts(inner.parts, self))
+
+
+SLOW_LOOPS_CNN = ModelConfig(arch="cnn", n_classes=10, width=8, tol=1e-12, max_iter=40)
+
+
+def write_never_converging_cnn(directory: Path, name: str = "cifar10") -> Path:
+    """A tiny CNN whose loops never meet their tolerance: every loop runs max_iter (40) steps."""
+    torch.manual_seed(0)
+    net = build_model(SLOW_LOOPS_CNN).eval()
+    return save_checkpoint(
+        directory / name, net, name=name, version="slow-1", classes=CIFAR_CLASSES,
+        preprocessing=IMAGE_PREP,
+    )  # fmt: skip

@@ -6,28 +6,56 @@ import json
 
 import pytest
 
-from service.bench import _ratios, main
-from service.loadgen import server_split
+from service.bench import _checks, _ratios, main
+from service.loadgen import answer_differences, server_split
 from tests.service.helpers import FIXTURES, write_cnn_checkpoint
 
 
-def test_ratios_compare_matching_batch_sizes_and_modes():
+def row(scheduling, load, c, rps, p50, by_action=None):
+    return {"scheduling": scheduling, "load": load, "concurrency": c, "throughput_rps": rps,
+            "latency_ms": {"p50": p50}, "by_action": by_action or {}}  # fmt: skip
+
+
+def p50s(**by_action):
+    return {a: {"latency_ms": {"p50": v}} for a, v in by_action.items()}
+
+
+def test_ratios_compare_schedulings_actions_and_matching_batch_sizes():
     server = [
-        {"mode": "adaptive", "concurrency": 1, "throughput_rps": 50.0},
-        {"mode": "adaptive", "concurrency": 64, "throughput_rps": 400.0},
-        {"mode": "loop_all", "concurrency": 1, "throughput_rps": 25.0},
-        {"mode": "loop_all", "concurrency": 64, "throughput_rps": 100.0},
+        row("batch", "mixed", 16, 100.0, 130.0, p50s(straight=130.0, loop_all=130.0)),
+        row("iteration", "mixed", 16, 110.0, 90.0, p50s(straight=40.0, loop_all=160.0)),
+        row("batch", "adaptive", 16, 150.0, 80.0, p50s(straight=80.0, loop_l1=90.0)),
+        row("iteration", "adaptive", 16, 160.0, 50.0, p50s(straight=55.0, loop_l1=120.0)),
+        row("batch", "straight", 16, 200.0, 70.0),
+        row("iteration", "straight", 16, 210.0, 50.0),
+        row("iteration", "straight", 64, 400.0, 90.0),
     ]
     raw = [
-        {"mode": "adaptive", "batch_size": 1, "throughput_sps": 100.0},
-        {"mode": "adaptive", "batch_size": 32, "throughput_sps": 800.0},  # max batch 32
-        {"mode": "loop_all", "batch_size": 1, "throughput_sps": 50.0},
-        {"mode": "loop_all", "batch_size": 32, "throughput_sps": 200.0},
+        {"load": "straight", "batch_size": 16, "throughput_sps": 420.0},
+        {"load": "straight", "batch_size": 32, "throughput_sps": 800.0},  # max batch 32
     ]
-    ratios = _ratios(server, raw)
-    assert ratios["server_over_raw"]["adaptive"] == {"1": 0.5, "64": 0.5}
-    assert ratios["adaptive_over_loop_all"] == {"1": 2.0, "64": 4.0}
-    assert ratios["raw_adaptive_over_loop_all"] == {"1": 2.0, "32": 4.0}
+    ratios = _ratios(server, raw, max_batch_size=32)
+    assert ratios["throughput_iteration_over_batch"]["mixed"]["16"] == 1.1
+    assert ratios["mixed_straight_p50_over_loop_all_p50"] == {
+        "batch": {"16": 1.0, "64": None}, "iteration": {"16": 0.25, "64": None},
+    }  # fmt: skip
+    assert ratios["adaptive_straight_p50_over_all_straight_p50"]["iteration"]["16"] == 1.1
+    assert ratios["server_over_raw"]["iteration"]["straight"] == {"16": 0.5, "64": 0.5}
+    checks = _checks(ratios, [{"answers_compared": 5, "answers_differing": 0}], {"holds": True})
+    assert checks["mixed_straight_p50_over_loop_all_p50"]["holds"] is True  # 0.25 ≤ 0.5
+    assert checks["mixed_throughput_iteration_over_batch"]["holds"] is True  # 1.1 ≥ 0.95
+    assert checks["adaptive_straight_p50_over_all_straight_p50"]["holds"] is True  # 1.1 ≤ 1.3
+    assert checks["answers_under_load_equal_answers_alone"]["holds"] is True
+
+
+def test_answer_differences_name_what_differs():
+    want = {"label": "cat", "action": "loop_l1", "iterations": 5,
+            "probabilities": {"cat": 0.8, "dog": 0.1}}  # fmt: skip
+    assert answer_differences(want, {**want, "iterations": 6}) == []  # within one iteration
+    got = {**want, "action": "straight", "iterations": 0, "probabilities": {"cat": 0.7}}
+    assert answer_differences(want, got) == [
+        "action 'straight' != 'loop_l1'", "iterations 0 vs 5", "probabilities differ by 1.00e-01",
+    ]  # fmt: skip
 
 
 def test_server_split_reports_means_from_metric_deltas():
@@ -47,21 +75,23 @@ def test_server_split_reports_means_from_metric_deltas():
     assert split["compute_ms_per_batch"]["straight"] is None
 
 
-@pytest.mark.slow  # spawns a server and loads it: 10-30 s on a busy 2-core machine
+@pytest.mark.slow  # spawns two servers and loads them: 30-60 s on a busy 2-core machine
 def test_bench_runs_end_to_end_with_tiny_settings(tmp_path):
     write_cnn_checkpoint(tmp_path / "models")
     out = tmp_path / "bench.json"
     args = ["--model-dir", str(tmp_path / "models"), "--images", str(FIXTURES), "--levels", "1,2",
-            "--modes", "adaptive,loop_all", "--duration", "0.3", "--warmup", "0.1",
+            "--loads", "mixed,straight", "--duration", "0.3", "--warmup", "0.1",
             "--raw-seconds", "0.05", "--device", "cpu", "--out", str(out)]  # fmt: skip
     main(args)
     report = json.loads(out.read_text())
-    assert {(r["mode"], r["concurrency"]) for r in report["server"]} == {
-        ("adaptive", 1), ("adaptive", 2), ("loop_all", 1), ("loop_all", 2),
-    }  # fmt: skip
+    measured = {(r["scheduling"], r["load"], r["concurrency"]) for r in report["server"]}
+    schedulings, loads = ("batch", "iteration"), ("mixed", "straight")
+    assert measured == {(s, load, c) for s in schedulings for load in loads for c in (1, 2)}
     for row in report["server"]:
         assert row["errors"] == {} and row["throughput_rps"] > 0
-        assert row["server"]["queue_ms_mean"] is not None
-    assert all(r["actions"] == {"loop_all": r["requests"]} for r in report["server"][2:])
+        assert row["answers_compared"] > 0 and row["answers_differing"] == 0
+    mixed = [r for r in report["server"] if r["load"] == "mixed"]
+    assert all(set(r["actions"]) == {"straight", "loop_all"} for r in mixed)
     assert {r["batch_size"] for r in report["raw"]} == {1, 2}
-    assert report["ratios"]["adaptive_over_loop_all"]["1"] > 0
+    assert report["answers_alone_agree"]["holds"] is True
+    assert report["ratios"]["throughput_iteration_over_batch"]["mixed"]["1"] > 0

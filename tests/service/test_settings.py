@@ -38,12 +38,27 @@ def test_empty_variables_mean_defaults(monkeypatch):
 
 @pytest.mark.parametrize(
     ("key", "value"),
-    [("MAX_BATCH_SIZE", "0"), ("DEVICE", "tpu"), ("PORT", "http"), ("MAX_QUEUE", "-1")],
+    [
+        ("MAX_BATCH_SIZE", "0"),
+        ("DEVICE", "tpu"),
+        ("PORT", "http"),
+        ("MAX_QUEUE", "-1"),
+        ("LOOP_SCHEDULING", "request"),
+        ("LOOP_POOL_SIZE", "0"),
+    ],
 )
 def test_invalid_values_are_rejected(monkeypatch, key, value):
     monkeypatch.setenv(f"DYNALAY_{key}", value)
     with pytest.raises(ValidationError):
         Settings()
+
+
+def test_loop_scheduling_defaults_to_iteration_and_reads_the_environment(monkeypatch):
+    monkeypatch.setenv("DYNALAY_MAX_BATCH_SIZE", "16")
+    assert (Settings().loop_scheduling, Settings().loop_pool_capacity) == ("iteration", 16)
+    monkeypatch.setenv("DYNALAY_LOOP_SCHEDULING", "Batch")
+    monkeypatch.setenv("DYNALAY_LOOP_POOL_SIZE", "8")
+    assert (Settings().loop_scheduling, Settings().loop_pool_capacity) == ("batch", 8)
 
 
 def test_the_api_key_is_never_printed(monkeypatch):
