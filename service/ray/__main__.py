@@ -1,0 +1,100 @@
+"""`python -m service.ray` (`make serve-ray`): the service as Ray Serve replicas on a local
+single-node Ray cluster, listening on loopback.
+
+Starts the cluster, deploys `DYNALAY_RAY_REPLICAS` replicas and returns to waiting once every
+replica is warm. SIGTERM or Ctrl-C: Serve drains and stops the replicas (each finishes its
+requests), then the cluster stops, every Ray process with it, and the port is free. A second
+Ctrl-C stops at once. Exit status: 0 after a clean stop, 3 when the deployment failed (models
+that do not load), as `python -m service`.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+import time
+from types import FrameType
+
+from service.ray.cluster import local_cluster_environment
+from service.ray.settings import RaySettings
+from service.settings import Settings
+
+log = logging.getLogger("service.ray")
+
+DEPLOY_FAILED_EXIT = 3
+
+
+class StopSignals:
+    """First SIGTERM/SIGINT: stop gracefully; a second one interrupts the graceful stop."""
+
+    def __init__(self) -> None:
+        self.requested = threading.Event()
+
+    def install(self) -> None:
+        signal.signal(signal.SIGTERM, self._handle)
+        signal.signal(signal.SIGINT, self._handle)
+
+    def _handle(self, sig: int, frame: FrameType | None) -> None:
+        if self.requested.is_set():
+            raise KeyboardInterrupt
+        log.info("%s: stopping the deployment and the cluster", signal.Signals(sig).name)
+        self.requested.set()
+
+
+def main() -> int:
+    settings, ray_settings = Settings(), RaySettings()
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    local_cluster_environment()
+    from ray import serve
+
+    from service.ray.application import APP_NAME, build_application
+    from service.ray.cluster import start_local_cluster, start_serve
+
+    stop = StopSignals()
+    started = time.monotonic()
+    start_local_cluster(ray_settings)
+    stop.install()  # after ray.init, which installs handlers of its own
+    try:
+        if stop.requested.is_set():
+            return 0
+        start_serve(settings)
+        try:
+            serve.run(build_application(settings, ray_settings), name=APP_NAME, route_prefix="/")
+        except Exception as exc:  # replicas that cannot start: say why, exit as a failed start
+            log.error("deployment failed: %s", exc)
+            return DEPLOY_FAILED_EXIT
+        log.info(
+            "ready after %.1f s: http://%s:%d (%s), metrics http://127.0.0.1:%d/metrics",
+            time.monotonic() - started,
+            settings.host,
+            settings.port,
+            _replicas(ray_settings),
+            ray_settings.metrics_port,
+        )
+        while not stop.requested.wait(timeout=1.0):
+            pass
+        serve.shutdown()
+        return 0
+    except KeyboardInterrupt:
+        log.warning("second signal: stopping at once")
+        return 0
+    finally:
+        import ray
+
+        ray.shutdown()
+        log.info("the cluster has stopped")
+
+
+def _replicas(ray_settings: RaySettings) -> str:
+    if ray_settings.autoscaling:
+        low, high = ray_settings.min_replicas, ray_settings.max_replicas
+        return f"{ray_settings.replicas} replicas, autoscaling {low}-{high}"
+    return f"{ray_settings.replicas} replicas"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
