@@ -19,6 +19,8 @@ reports each sum from bucket midpoints (a batch of 1 would count as 0.5) and rej
 The Prometheus scrape job `dynalay-ray` in deploy/prometheus renames `ray_dynalay_x_bucket_total`
 back to `dynalay_x_bucket` (and so on), so the dashboard's queries work on either job.
 
+Ray counters cannot be incremented by 0, so a series the service creates at 0 (every action,
+from the start) appears at the Ray endpoint with its first increment; totals stay exact.
 The bridge knows nothing about the service's metric names: any family the registry grows is
 forwarded too.
 """

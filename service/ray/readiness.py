@@ -1,10 +1,10 @@
-"""/readyz on Ray Serve: 200 only once enough replicas of the deployment are warm.
+"""/readyz (and OIP's /v2/health/ready) on Ray Serve: 200 only once enough replicas are warm.
 
-Any replica may answer a /readyz, and a replica only gets requests once it is warm (see
+Any replica may answer a readiness probe, and a replica only gets requests once it is warm (see
 `lifespan.py`), so its own answer alone would say "ready" while its siblings still load. This
 middleware first asks Serve how many replicas of this deployment are running and answers 503
-(same body as the service's own not-ready answer) while fewer than `required` are; otherwise
-the replica's own /readyz answers.
+(the service's own not-ready body, its reason saying how many are warm) while fewer than
+`required` are; otherwise the replica's own route answers.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.state import ServiceState
 
+READINESS_PATHS = ("/readyz", "/v2/health/ready")
 STATUS_CACHE_S = 1.0  # health checks poll often; the controller is asked at most once a second
 
 
@@ -56,14 +57,16 @@ class WarmReplicasReadiness:
         self.required = required
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] == "/readyz":
+        if scope["type"] == "http" and scope["path"] in READINESS_PATHS:
             running = await self.replicas.running()
             if running < self.required:
-                await self._not_ready(running)(scope, receive, send)
+                await self._not_ready(scope["path"], running)(scope, receive, send)
                 return
         await self.app(scope, receive, send)
 
-    def _not_ready(self, running: int) -> JSONResponse:
+    def _not_ready(self, path: str, running: int) -> JSONResponse:
+        if path != "/readyz":  # OIP's server-ready body is {"ready": bool} only
+            return JSONResponse({"ready": False}, status_code=503)
         body: dict = {"ready": False, "models": list(self.state.models)}
         if self.state.failed:
             body["failed"] = self.state.failed
