@@ -5,7 +5,7 @@ Starts the cluster, deploys `DYNALAY_RAY_REPLICAS` replicas and returns to waiti
 replica is warm. SIGTERM or Ctrl-C: Serve drains and stops the replicas (each finishes its
 requests), then the cluster stops, every Ray process with it, and the port is free. A second
 Ctrl-C stops at once. Exit status: 0 after a clean stop, 3 when the deployment failed (models
-that do not load), as `python -m service`.
+that do not load, a proxy that does not start), as `python -m service`.
 """
 
 from __future__ import annotations
@@ -61,11 +61,11 @@ def main() -> int:
     try:
         if stop.requested.is_set():
             return 0
-        start_serve(settings)
         try:
+            start_serve(settings)
             serve.run(build_application(settings, ray_settings), name=APP_NAME, route_prefix="/")
-        except Exception as exc:  # replicas that cannot start: say why, exit as a failed start
-            log.error("deployment failed: %s", exc)
+        except Exception as exc:  # replicas (or the proxy) that cannot start: a failed start
+            log.error("deployment failed: %s: %s", type(exc).__name__, exc)
             return DEPLOY_FAILED_EXIT
         log.info(
             "ready after %.1f s: http://%s:%d (%s), metrics http://127.0.0.1:%d/metrics",

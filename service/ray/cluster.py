@@ -17,6 +17,12 @@ from service.settings import Settings
 LOCAL_ONLY_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 PROXY_CALLBACK_ENV = "RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH"
 PROXY_CALLBACK = "service.ray.proxy:proxy_middlewares"
+# Serve gives a starting proxy 5 s to report ready and replaces it after three misses; a proxy
+# starting beside two replicas that import torch on a busy 2-core machine needs longer.
+PROXY_PATIENCE = {
+    "RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S": "30",
+    "RAY_SERVE_PROXY_HEALTH_CHECK_TIMEOUT_S": "30",
+}
 
 
 def local_cluster_environment() -> None:
@@ -24,6 +30,8 @@ def local_cluster_environment() -> None:
     proxy answers requests of a lost replica with 503 (see `service.ray.proxy`)."""
     os.environ[LOCAL_ONLY_ENV] = "0"
     os.environ[PROXY_CALLBACK_ENV] = PROXY_CALLBACK
+    for name, value in PROXY_PATIENCE.items():
+        os.environ.setdefault(name, value)
 
 
 def start_local_cluster(ray_settings: RaySettings) -> None:
