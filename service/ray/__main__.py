@@ -4,8 +4,8 @@ single-node Ray cluster, listening on loopback.
 Starts the cluster, deploys `DYNALAY_RAY_REPLICAS` replicas and returns to waiting once every
 replica is warm. SIGTERM or Ctrl-C: Serve drains and stops the replicas (each finishes its
 requests), then the cluster stops, every Ray process with it, and the port is free. A second
-Ctrl-C stops at once. Exit status: 0 after a clean stop, 3 when the deployment failed (models
-that do not load, a proxy that does not start), as `python -m service`.
+Ctrl-C stops at once. Exit status: 0 after a clean stop, 3 when the start failed (models that
+do not load, a cluster or proxy that does not come up), as `python -m service`.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from service.settings import Settings
 
 log = logging.getLogger("service.ray")
 
-DEPLOY_FAILED_EXIT = 3
+START_FAILED_EXIT = 3  # as `python -m service` when models fail to load
 
 
 class StopSignals:
@@ -56,17 +56,15 @@ def main() -> int:
 
     stop = StopSignals()
     started = time.monotonic()
-    start_local_cluster(ray_settings)
-    stop.install()  # after ray.init, which installs handlers of its own
     try:
-        if stop.requested.is_set():
-            return 0
         try:
+            start_local_cluster(ray_settings)
+            stop.install()  # after ray.init, which installs handlers of its own
             start_serve(settings)
             serve.run(build_application(settings, ray_settings), name=APP_NAME, route_prefix="/")
-        except Exception as exc:  # replicas (or the proxy) that cannot start: a failed start
-            log.error("deployment failed: %s: %s", type(exc).__name__, exc)
-            return DEPLOY_FAILED_EXIT
+        except Exception as exc:  # a cluster, proxy or replicas that cannot start
+            log.error("start failed: %s: %s", type(exc).__name__, exc)
+            return START_FAILED_EXIT
         log.info(
             "ready after %.1f s: http://%s:%d (%s), metrics http://127.0.0.1:%d/metrics",
             time.monotonic() - started,
@@ -85,7 +83,7 @@ def main() -> int:
     finally:
         import ray
 
-        ray.shutdown()
+        ray.shutdown()  # every process of the cluster this launcher started
         log.info("the cluster has stopped")
 
 
