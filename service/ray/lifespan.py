@@ -55,5 +55,7 @@ class ServeWhenWarm:
         while not self.state.ready:
             if self.state.load_error is not None:
                 return self.state.load_error
+            if self.state.draining:  # stopped while loading: it will never be ready
+                return self.state.not_ready_reason()
             await asyncio.sleep(READY_POLL_S)
         return None
