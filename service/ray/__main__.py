@@ -15,6 +15,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from types import FrameType
 
 from service.ray.cluster import local_cluster_environment
@@ -51,8 +52,7 @@ def main() -> int:
     local_cluster_environment()
     from ray import serve
 
-    from service.ray.application import APP_NAME, build_application
-    from service.ray.cluster import start_local_cluster, start_serve
+    from service.ray.cluster import start_local_cluster
 
     stop = StopSignals()
     started = time.monotonic()
@@ -60,8 +60,11 @@ def main() -> int:
         try:
             start_local_cluster(ray_settings)
             stop.install()  # after ray.init, which installs handlers of its own
-            start_serve(settings)
-            serve.run(build_application(settings, ray_settings), name=APP_NAME, route_prefix="/")
+            deployment = BackgroundStart(lambda: _deploy(settings, ray_settings))
+            if not deployment.wait_unless(stop.requested):
+                log.info("stopped while starting")  # nothing served yet: nothing to drain
+                return 0
+            deployment.result()
         except Exception as exc:  # a cluster, proxy or replicas that cannot start
             log.error("start failed: %s: %s", type(exc).__name__, exc)
             return START_FAILED_EXIT
@@ -85,6 +88,46 @@ def main() -> int:
 
         ray.shutdown()  # every process of the cluster this launcher started
         log.info("the cluster has stopped")
+
+
+class BackgroundStart:
+    """Runs the (blocking) deployment in a thread, so a signal during the start is heard: Serve
+    waits for every replica to be warm, which on a loaded machine can take minutes."""
+
+    def __init__(self, deploy: Callable[[], None]) -> None:
+        self._done = threading.Event()
+        self._error: BaseException | None = None
+
+        def run() -> None:
+            try:
+                deploy()
+            except BaseException as exc:  # handed to the main thread by result()
+                self._error = exc
+            finally:
+                self._done.set()
+
+        threading.Thread(target=run, name="deploy", daemon=True).start()
+
+    def wait_unless(self, stop: threading.Event) -> bool:
+        """True once deployed (or failed); False if `stop` came first."""
+        while not self._done.wait(timeout=0.5):
+            if stop.is_set():
+                return False
+        return True
+
+    def result(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+
+def _deploy(settings: Settings, ray_settings: RaySettings) -> None:
+    from ray import serve
+
+    from service.ray.application import APP_NAME, build_application
+    from service.ray.cluster import start_serve
+
+    start_serve(settings)
+    serve.run(build_application(settings, ray_settings), name=APP_NAME, route_prefix="/")
 
 
 def _replicas(ray_settings: RaySettings) -> str:
