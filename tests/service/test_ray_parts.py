@@ -405,3 +405,21 @@ def test_a_gpu_share_is_asked_for_when_the_replicas_will_use_cuda(device, cluste
     settings = settings_for(Path("models"), device=device)
     options = application.actor_options(settings, RaySettings(), cluster_gpus)
     assert options.get("num_gpus") == num_gpus
+
+
+def test_a_stop_during_the_start_is_heard_and_start_errors_reach_the_caller():
+    from service.ray.__main__ import BackgroundStart
+
+    stop, release = threading.Event(), threading.Event()
+    slow = BackgroundStart(lambda: release.wait(10))  # Serve waiting for warm replicas
+    stop.set()
+    assert slow.wait_unless(stop) is False
+    release.set()
+
+    def failing() -> None:
+        raise RuntimeError("proxy did not start")
+
+    failed = BackgroundStart(failing)
+    assert failed.wait_unless(threading.Event()) is True
+    with pytest.raises(RuntimeError, match="proxy did not start"):
+        failed.result()
