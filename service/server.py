@@ -13,22 +13,46 @@ after shutting down, so the process ends "killed by SIGTERM" even when nothing w
 
 When model loading failed for good (DYNALAY_ON_LOAD_ERROR), the server stops and exits 3,
 uvicorn's start-up failure status, so an orchestrator sees a failed start, not a live process.
+
+Every connection passes through the connection guard (service/connection_guard) before
+uvicorn's HTTP/1.1 parser sees a byte: bounded request heads, head and idle deadlines, and
+connection slots overall and per client address, so a few abusive clients cannot exhaust the
+process's memory, CPU or file descriptors.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import signal
 import time
 from types import FrameType
 
 import uvicorn
+from fastapi import FastAPI
 
+from service.connection_guard import ConnectionLimits, fit_file_limit, uvicorn_options
+from service.settings import Settings
 from service.state import ServiceState
 
 log = logging.getLogger(__name__)
 
 LOAD_FAILED_EXIT = 3  # uvicorn's STARTUP_FAILURE
+
+
+def build_config(app: FastAPI, settings: Settings) -> uvicorn.Config:
+    """uvicorn's configuration: one worker, the guard in front of its h11 parser."""
+    limits = fit_file_limit(ConnectionLimits.from_settings(settings))
+    return uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        workers=1,
+        log_level=settings.log_level,
+        # Accepted requests finish within this; it bounds uvicorn's wait for connections.
+        timeout_graceful_shutdown=math.ceil(settings.shutdown_grace_s),
+        **uvicorn_options(limits),
+    )
 
 
 class DrainingServer(uvicorn.Server):
