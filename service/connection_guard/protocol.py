@@ -41,7 +41,7 @@ from service.connection_guard.limits import ConnectionLimits
 from service.connection_guard.table import ConnectionTable
 
 LINGER_S = 2.0
-LINGER_MAX_BYTES = 16 * 2**20  # beyond this the client is not listening: reset it
+LINGER_MAX_BYTES = 2**20  # beyond this the client is not listening: reset it
 
 
 class _Phase(enum.Enum):

