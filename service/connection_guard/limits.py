@@ -60,16 +60,19 @@ def fit_file_limit(limits: ConnectionLimits) -> ConnectionLimits:
     if soft >= needed:
         return limits
     target = needed if hard == resource.RLIM_INFINITY else min(hard, needed)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-    if target >= needed:
-        log.info("raised the open-file limit from %d to %d for %d connections", soft, target,
-                 limits.max_connections)  # fmt: skip
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        soft = target
+    except (ValueError, OSError):  # above the kernel's nr_open, say: keep what we have
+        pass
+    if soft >= needed:
+        log.info("open-file limit raised to %d for %d connections", soft, limits.max_connections)
         return limits
-    fitting = max(1, (target - RESERVED_FDS) // 2)
+    fitting = max(1, (soft - RESERVED_FDS) // 2)
     log.warning(
-        "the open-file limit (hard %d) fits %d connections, not DYNALAY_MAX_CONNECTIONS=%d; "
+        "the open-file limit (%d) fits %d connections, not DYNALAY_MAX_CONNECTIONS=%d; "
         "serving with %d",
-        hard,
+        soft,
         fitting,
         limits.max_connections,
         fitting,

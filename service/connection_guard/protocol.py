@@ -154,10 +154,19 @@ class GuardedConnection(asyncio.Protocol):
 
     def before_next_cycle(self) -> bool:
         """A response is complete: scan what the client pipelined before h11 parses it.
-        Returns whether the parser may go on (False: refused, the connection is closing)."""
+        Returns whether the parser may go on (False: the connection is closing)."""
         assert self._inner is not None and self._transport is not None
         conn = self._inner.conn
-        if self._transport.is_closing() or conn.their_state is not h11.DONE:
+        if self._transport.is_closing():
+            return True
+        if conn.their_state is h11.SEND_BODY:
+            # Answered before its body was read to the end (a 401, a 404, ...). Keeping the
+            # connection would let the client trickle the rest forever, with no deadline of
+            # the app's left to stop it: end it like a refusal, without another answer.
+            self._stop_serving()
+            self._linger_then_close()
+            return False
+        if conn.their_state is not h11.DONE:
             return True
         unparsed = conn.trailing_data[0]
         try:
@@ -247,8 +256,15 @@ class GuardedConnection(asyncio.Protocol):
         self._stop_serving()
         retry = self._limits.retry_after_s if retry_after else None
         self._transport.write(render_error(status, message, retry))
+        self._linger_then_close()
+
+    def _linger_then_close(self) -> None:
+        """FIN after what was written; what the client still sends is dropped until it closes,
+        for LINGER_S and LINGER_MAX_BYTES at most, then the connection is closed."""
+        assert self._transport is not None
         if self._transport.can_write_eof() and self._table.start_lingering():
             self._transport.write_eof()  # the answer, then FIN; we keep reading to drop
+            self._transport.resume_reading()  # the parser may have paused it
             self._lingering = True
             self._arm(LINGER_S, self._transport.close)
         else:

@@ -24,6 +24,7 @@ from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Route
 
 from service.connection_guard import ConnectionLimits, uvicorn_options
+from service.connection_guard.protocol import LINGER_S
 
 LIMITS = ConnectionLimits(
     max_request_line_bytes=200,
@@ -282,6 +283,21 @@ def test_bodies_reach_the_app_with_a_length_and_chunked(port):
         assert sock.answer()[::2] == (200, b'{"bytes":100000}')
         sock.send(GET)  # and the connection goes on
         assert sock.answer()[0] == 200
+
+
+def test_an_answer_given_before_the_body_was_read_ends_the_connection(port):
+    # POST to a GET route: 405 without reading the body. Kept alive, the client could trickle
+    # the rest of its declared million bytes forever; instead the connection ends.
+    with Client(port) as sock:
+        sock.send(b"POST /ok HTTP/1.1\r\nHost: t\r\nContent-Length: 1000000\r\n\r\n0123456789")
+        assert sock.answer()[0] == 405
+        started = time.monotonic()
+        with contextlib.suppress(OSError):
+            for _ in range(40):
+                sock.send(b"x")
+                time.sleep(0.1)
+        assert sock.closed_by_server(within_s=3) == b""
+        assert time.monotonic() - started < LINGER_S + 0.5
 
 
 def test_an_oversized_trailer_gets_a_400_that_says_so(port):
