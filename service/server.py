@@ -22,6 +22,7 @@ process's memory, CPU or file descriptors.
 
 from __future__ import annotations
 
+import gc
 import logging
 import math
 import signal
@@ -62,6 +63,7 @@ class DrainingServer(uvicorn.Server):
         self.drain_delay_s = drain_delay_s
         self.drain_started: float | None = None  # time.monotonic() of the first SIGTERM
         self.exit_code = 0
+        self.heap_frozen = False
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         # Runs in a signal handler: only flag changes here, the main loop acts on them.
@@ -74,6 +76,9 @@ class DrainingServer(uvicorn.Server):
         self.should_exit = True
 
     async def on_tick(self, counter: int) -> bool:
+        if self.state.ready and not self.heap_frozen:
+            self.heap_frozen = True
+            freeze_long_lived_heap()
         if self.state.load_error is not None and self.exit_code == 0:
             log.error("stopping: %s", self.state.load_error)
             self.exit_code = LOAD_FAILED_EXIT
@@ -86,3 +91,14 @@ class DrainingServer(uvicorn.Server):
     def _drain_delay_over(self) -> bool:
         assert self.drain_started is not None
         return time.monotonic() - self.drain_started >= self.drain_delay_s
+
+
+def freeze_long_lived_heap() -> None:
+    """Once the models are served, what is alive (torch, the app, the models' Python objects:
+    a few hundred thousand objects) lives as long as the process: move it out of the garbage
+    collector's reach. Otherwise every full collection walks all of it, and a flood of
+    connections, each allocating a few dozen objects, triggers them: measured 1.6 s pauses of
+    the event loop during 3,000 slowloris connections on a busy 2-core machine."""
+    gc.collect()
+    gc.freeze()
+    log.info("%d long-lived objects frozen out of garbage collection", gc.get_freeze_count())

@@ -29,6 +29,7 @@ import enum
 import json
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 
@@ -67,20 +68,26 @@ class _ReportingH11(H11Protocol):
         super().send_400_response(self._guard.parser_error_message())
 
 
+@dataclass(frozen=True)
+class _Server:
+    """What every connection of one server shares."""
+
+    config: uvicorn.Config
+    server_state: Any  # uvicorn's ServerState: its `connections` is what shutdown closes
+    app_state: dict[str, Any]
+    loop: asyncio.AbstractEventLoop
+    table: ConnectionTable
+
+
 class GuardedConnection(asyncio.Protocol):
-    def __init__(
-        self,
-        config: uvicorn.Config,
-        server_state: Any,
-        app_state: dict[str, Any],
-        _loop: asyncio.AbstractEventLoop | None = None,
-        *,
-        table: ConnectionTable,
-    ) -> None:
-        self._inner_args = {"config": config, "server_state": server_state, "app_state": app_state}
-        self._loop = _loop or asyncio.get_event_loop()
-        self._table = table
-        self._limits: ConnectionLimits = table.limits
+    """One connection: the guard, and uvicorn's h11 protocol once a first head is complete
+    (a connection that never completes one costs no parser)."""
+
+    def __init__(self, server: _Server) -> None:
+        self._server = server
+        self._loop = server.loop
+        self._table = server.table
+        self._limits: ConnectionLimits = server.table.limits
         self.client = ""  # the peer's address: the per-client count's key
         self._transport: asyncio.Transport | None = None
         self._inner: _ReportingH11 | None = None
@@ -104,8 +111,7 @@ class GuardedConnection(asyncio.Protocol):
             self._answer_and_close(503, refusal, retry_after=True)
             return
         self._has_slot = True
-        self._inner = _ReportingH11(**self._inner_args, _loop=self._loop, guard=self)
-        self._inner.connection_made(transport)
+        self._server.server_state.connections.add(self)  # uvicorn's shutdown closes it
         self._await_head(b"")
 
     def data_received(self, data: bytes) -> None:
@@ -124,6 +130,7 @@ class GuardedConnection(asyncio.Protocol):
         return self._inner.eof_received()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._server.server_state.connections.discard(self)
         self._cancel_timer()
         self._give_back_slot()
         if self._lingering:
@@ -140,7 +147,13 @@ class GuardedConnection(asyncio.Protocol):
         if self._inner is not None:
             self._inner.resume_writing()
 
-    # called by the table and by the parser
+    # called by uvicorn, the table and the parser
+
+    def shutdown(self) -> None:
+        """uvicorn is shutting down. With a parser, that one is in uvicorn's set too and
+        decides (an idle connection closes, a request in progress finishes)."""
+        if self._inner is None and self._transport is not None:
+            self._transport.close()
 
     def evict(self) -> None:
         if self._scanner.bytes_seen:
@@ -229,9 +242,22 @@ class GuardedConnection(asyncio.Protocol):
         self._requests += 1
         self._cancel_timer()
         self._table.stop_waiting(self)
-        assert self._inner is not None
+        if self._inner is None:
+            self._inner = self._start_parser()
         self._inner.data_received(head)
         self.after_parser()
+
+    def _start_parser(self) -> _ReportingH11:
+        server = self._server
+        inner = _ReportingH11(
+            config=server.config,
+            server_state=server.server_state,
+            app_state=server.app_state,
+            _loop=server.loop,
+            guard=self,
+        )
+        inner.connection_made(self._transport)
+        return inner
 
     def _head_timed_out(self) -> None:
         if self._scanner.bytes_seen:
@@ -321,6 +347,7 @@ class GuardedProtocolFactory:
 
     def __init__(self, limits: ConnectionLimits) -> None:
         self.table = ConnectionTable(limits)
+        self._server: _Server | None = None
 
     def __call__(
         self,
@@ -329,7 +356,10 @@ class GuardedProtocolFactory:
         app_state: dict[str, Any],
         _loop: asyncio.AbstractEventLoop | None = None,
     ) -> GuardedConnection:
-        return GuardedConnection(config, server_state, app_state, _loop, table=self.table)
+        if self._server is None:  # the same for every connection of this server
+            loop = _loop or asyncio.get_running_loop()
+            self._server = _Server(config, server_state, app_state, loop, self.table)
+        return GuardedConnection(self._server)
 
 
 def uvicorn_options(limits: ConnectionLimits) -> dict[str, Any]:
