@@ -371,3 +371,18 @@ def test_a_full_server_whose_slots_all_carry_requests_answers_503():
         for sock in busy:
             assert sock.answer()[::2] == (200, b"held")
             sock.close()
+
+
+def test_shutdown_closes_connections_that_wait_for_a_head():
+    limits = ConnectionLimits(head_timeout_s=30, keep_alive_timeout_s=30)
+    with guarded(limits) as port:
+        silent, slow, idle = Client(port), Client(port), Client(port)
+        slow.send(b"GET /ok HTTP/1.1\r\n")
+        idle.send(GET)
+        assert idle.answer()[0] == 200
+        time.sleep(0.1)
+        stopping = time.monotonic()
+    assert time.monotonic() - stopping < 5  # uvicorn did not wait for them
+    for client in (silent, slow, idle):
+        assert client.closed_by_server(within_s=1) == b""
+        client.close()
