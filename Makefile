@@ -86,13 +86,14 @@ experiments: $(STAMP)
 bench-serve: $(STAMP)
 	$(PY) -m service.bench --model-dir checkpoints --rounds 2 --out reports/bench_serve.json
 
-## make reliability: fuzzing, hostile corpus, 4x overload, SIGTERM drain, model faults, limits
+## make reliability: fuzzing, hostile corpus, 4x overload, SIGTERM drain, model faults, limits,
+## and the connection attacks at full size (make test runs them CI-sized)
 reliability: $(STAMP)
-	timeout 900 $(PY) -m pytest tests/reliability -q -m "not slow"
+	DYNALAY_ATTACK_SCALE=full timeout 900 $(PY) -m pytest tests/reliability -q -m "not slow"
 
 ## make reliability-soak: the above plus minutes of overload with an RSS drift check
 reliability-soak: $(STAMP)
-	timeout 1800 $(PY) -m pytest tests/reliability -q
+	DYNALAY_ATTACK_SCALE=full timeout 1800 $(PY) -m pytest tests/reliability -q
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

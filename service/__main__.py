@@ -7,13 +7,10 @@ running more containers. Exit status: 0 after a drained shutdown, 3 when models 
 from __future__ import annotations
 
 import logging
-import math
 import sys
 
-import uvicorn
-
 from service.app import create_app
-from service.server import DrainingServer
+from service.server import DrainingServer, build_config
 from service.settings import Settings
 
 
@@ -23,16 +20,7 @@ def main() -> int:
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     app = create_app(settings)
-    config = uvicorn.Config(
-        app,
-        host=settings.host,
-        port=settings.port,
-        workers=1,
-        log_level=settings.log_level,
-        # Accepted requests finish within this; it bounds uvicorn's wait for connections.
-        timeout_graceful_shutdown=math.ceil(settings.shutdown_grace_s),
-    )
-    server = DrainingServer(config, app.state.dynalay, settings.drain_delay_s)
+    server = DrainingServer(build_config(app, settings), app.state.dynalay, settings.drain_delay_s)
     server.run()
     return server.exit_code
 

@@ -56,6 +56,17 @@ class Settings(BaseSettings):
     max_text_bytes: int = Field(64 * 1024, ge=1)  # UTF-8 bytes of a text input; beyond: 413
     top_k: int = Field(5, ge=1)  # labels returned in `probabilities`
 
+    # Connection limits, enforced before uvicorn parses anything (service/connection_guard).
+    # Memory held per connection is bounded by max_head_bytes plus ~10 KiB of state.
+    max_request_line_bytes: int = Field(8192, ge=64)  # method, target, version; beyond: 414
+    max_header_line_bytes: int = Field(8192, ge=64)  # one header line; beyond: 431
+    max_head_bytes: int = Field(32768, ge=256)  # request line and headers together; beyond: 431
+    max_headers: int = Field(100, ge=1)  # header lines in one request; beyond: 431
+    head_timeout_s: float = Field(10.0, gt=0, le=300)  # whole head, from connect or first byte
+    keep_alive_timeout_s: float = Field(5.0, gt=0)  # idle between requests; then closed
+    max_connections: int = Field(2048, ge=1)  # when full, the longest-idle waiter is closed
+    max_connections_per_client: int = Field(512, ge=0)  # per client address; 0: no cap
+
     api_key: SecretStr | None = None  # when set, /predict requires it (X-API-Key or Bearer)
 
     @field_validator("log_level", "device", "on_load_error", "loop_scheduling", mode="before")

@@ -1,0 +1,23 @@
+"""Connection-level limits in front of uvicorn: request-head sizes, head and idle deadlines,
+connection slots (overall and per client address). `GuardedProtocolFactory` is what uvicorn's
+`http=` option gets; `uvicorn_options` the settings of uvicorn's own that go with it."""
+
+from service.connection_guard.head import HeadRefused, HeadScanner
+from service.connection_guard.limits import ConnectionLimits, fit_file_limit
+from service.connection_guard.protocol import (
+    GuardedConnection,
+    GuardedProtocolFactory,
+    uvicorn_options,
+)
+from service.connection_guard.table import ConnectionTable
+
+__all__ = [
+    "ConnectionLimits",
+    "ConnectionTable",
+    "GuardedConnection",
+    "GuardedProtocolFactory",
+    "HeadRefused",
+    "HeadScanner",
+    "fit_file_limit",
+    "uvicorn_options",
+]
