@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 
-from service.engines import EngineFactory, get_engine_factory
+from service.engines import EngineFactory, engine_factories, get_engine_factory
 from service.errors import install_error_handlers
 from service.loading import load_models
 from service.metrics import Metrics
@@ -45,7 +45,8 @@ def create_app(
     """
     settings = settings or Settings()
     metrics = Metrics(registry or _default_registry())
-    factory = get_engine_factory(settings.engine, engines)
+    registry = engines if engines is not None else engine_factories(settings.onnx_cache_dir)
+    factory = get_engine_factory(settings.engine, registry)
     state = ServiceState(settings, metrics)
 
     @contextlib.asynccontextmanager

@@ -33,10 +33,11 @@ from pathlib import Path
 import httpx
 import torch
 
-from service.engines import Engine, EngineInput, get_engine_factory
+from service.engines import Engine, EngineInput, engine_factories, get_engine_factory
 from service.images import ImageSpec, decode_image
 from service.loadgen import image_bodies, run_load, scrape, server_split
 from service.repository import discover, resolve_device
+from service.settings import default_onnx_cache_dir
 
 ROOT = Path(__file__).resolve().parents[1]  # so the spawned `python -m service` finds us
 MODES = ("adaptive", "loop_all", "straight")
@@ -166,7 +167,7 @@ def _time_batches(engine: Engine, batch: list[EngineInput], mode: str, seconds: 
 
 
 def _load_engine(args, model: str) -> Engine:
-    factory = get_engine_factory(args.engine)
+    factory = get_engine_factory(args.engine, engine_factories(default_onnx_cache_dir()))
     device = resolve_device(args.device)
     for directory in discover(args.model_dir):
         engine = factory(directory, device)
