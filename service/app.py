@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector,
 
 from service.engines import EngineFactory, engine_factories, get_engine_factory
 from service.errors import install_error_handlers
+from service.lingering import LingeringCloseMiddleware
 from service.loading import load_models
 from service.metrics import Metrics
 from service.middleware import PredictionMetricsMiddleware
@@ -75,6 +76,8 @@ def create_app(
     app.add_middleware(
         PredictionMetricsMiddleware, metrics=metrics, is_prediction=is_prediction_path
     )
+    # Outermost of ours: the metrics see the answer when it is sent, not when the socket closes.
+    app.add_middleware(LingeringCloseMiddleware, max_body_bytes=settings.max_body_bytes)
     return app
 
 
