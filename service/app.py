@@ -1,9 +1,10 @@
 """The app factory: `create_app(settings) -> FastAPI`.
 
-Nothing heavy happens at import or in the factory. The lifespan starts loading the model
-repository in the background, so /healthz answers (and /readyz says 503) while checkpoints load
-and warm up; /readyz turns 200 once every model is ready. On shutdown the lifespan drains: it
-refuses new predictions and lets every batcher finish its queue within DYNALAY_SHUTDOWN_GRACE_S.
+Nothing heavy happens at import or in the factory. The lifespan starts the gRPC inference
+service (DYNALAY_GRPC_PORT) and loads the model repository in the background, so /healthz
+answers (and /readyz says 503) while checkpoints load and warm up; /readyz turns 200 once every
+model is ready. On shutdown the lifespan drains: it refuses new predictions, lets gRPC calls in
+flight and every batcher's queue finish within DYNALAY_SHUTDOWN_GRACE_S.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector,
 
 from service.engines import EngineFactory, engine_factories, get_engine_factory
 from service.errors import install_error_handlers
+from service.grpc_server import GrpcServer
 from service.lingering import LingeringCloseMiddleware
 from service.loading import load_models
 from service.metrics import Metrics
@@ -53,6 +55,7 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         state.reset()
+        grpc_server = await _start_grpc(state)  # answers health (not ready) while loading
         loading = asyncio.create_task(load_models(state, factory), name="load-models")
         try:
             yield
@@ -61,7 +64,9 @@ def create_app(
             loading.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await loading
-            await _drain(state)
+            # Calls in flight finish within the grace period while the batchers drain.
+            stopping = [grpc_server.stop(settings.shutdown_grace_s)] if grpc_server else []
+            await asyncio.gather(*stopping, _drain(state))
 
     app = FastAPI(
         title="DynaLay Serve",
@@ -88,6 +93,15 @@ async def _drain(state: ServiceState) -> None:
     await asyncio.gather(*(batcher.stop(grace_s) for batcher in batchers))
     answered = state.metrics.answers_by_status()
     log.info("drained; prediction answers by status over this run: %s", answered)
+
+
+async def _start_grpc(state: ServiceState) -> GrpcServer | None:
+    """The gRPC inference service on DYNALAY_GRPC_PORT (0: none); a port taken is fatal."""
+    if state.settings.grpc_port == 0:
+        return None
+    server = GrpcServer(state)
+    await server.start()
+    return server
 
 
 def _default_registry() -> CollectorRegistry:

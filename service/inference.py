@@ -168,7 +168,6 @@ def model_config(served: ServedModel, state: ServiceState) -> dict:
         "name": served.name,
         "platform": served.engine.name,
         "backend": "dynalay",
-        "version_policy": {"specific": {"versions": [served.meta.version]}},
         "max_batch_size": settings.max_batch_size,
         "input": inputs,
         "output": outputs,
