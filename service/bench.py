@@ -253,6 +253,7 @@ def _server(args) -> Iterator[str]:
         "DYNALAY_MODEL_DIR": str(args.model_dir.resolve()),
         "DYNALAY_HOST": "127.0.0.1",
         "DYNALAY_PORT": str(port),
+        "DYNALAY_GRPC_PORT": "0",
         "DYNALAY_DEVICE": args.device,
         "DYNALAY_ENGINE": args.engine,
         "DYNALAY_MAX_BATCH_SIZE": str(args.max_batch_size),
