@@ -28,6 +28,10 @@ FIXTURES = ROOT / "tests" / "fixtures"
 EMBEDDED = ROOT / "checkpoints"
 CNN = ModelConfig(arch="cnn", n_classes=10, width=8)
 CNN_CAPPED = ModelConfig(arch="cnn", n_classes=10, width=8, max_iter=4)  # best-iterate path
+# The fast recipes' backbone: frozen whitening conv and a BatchNorm stem.
+CNN_WHITEN = ModelConfig(
+    arch="cnn", n_classes=10, stem="whiten", width=16, stem_width=8, loop_convs=1
+)
 
 
 def shipped_like(checkpoint: Path, **tiny: object) -> ModelConfig:
@@ -71,6 +75,8 @@ def write_exported(directory: Path, config: ModelConfig, name: str, seed: int) -
     """Build, give the agent a non-trivial last layer, save, export. Returns the directory."""
     torch.manual_seed(seed)
     net = build_model(config).eval()
+    if config.arch == "cnn" and config.stem == "whiten":
+        _fit_whitened_stem(net, seed)
     _spread_agent(net, inputs_for(config), seed)
     text = config.arch == "lstm"
     save_checkpoint(
@@ -92,6 +98,19 @@ def tokenizer_json() -> bytes:
     tokenizer = Tokenizer(WordLevel(vocab, unk_token="[UNK]"))
     tokenizer.pre_tokenizer = Whitespace()
     return tokenizer.to_str().encode()
+
+
+def _fit_whitened_stem(net: DynaLayNet, seed: int) -> None:
+    """Whitening filters from images and BatchNorm statistics far from their defaults, so a
+    stem run in training mode (batch statistics) would answer differently."""
+    gen = torch.Generator().manual_seed(seed)
+    images = 2.0 * torch.randn(64, 3, 32, 32, generator=gen) + 0.5
+    with torch.no_grad():
+        net.backbone.init_whitening(images)
+        net.train()
+        for _ in range(5):
+            net.backbone.stem(images)
+    net.eval()
 
 
 def _spread_agent(net: DynaLayNet, data: list[np.ndarray], seed: int) -> None:
