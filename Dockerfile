@@ -75,15 +75,19 @@ ENV PATH=/opt/venv/bin:$PATH \
     OMP_NUM_THREADS=4 \
     DYNALAY_HOST=0.0.0.0 \
     DYNALAY_PORT=8000 \
+    DYNALAY_GRPC_PORT=8001 \
+    DYNALAY_ONNX_CACHE_DIR=/var/cache/dynalay/onnx \
     DYNALAY_MODEL_DIR=/opt/dynalay/checkpoints
 # Non-root user; the checkpoints stay root-owned and read-only to it.
 RUN groupadd --system --gid 10001 dynalay \
     && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent \
         --shell /usr/sbin/nologin dynalay
+# The ONNX engine exports the checkpoints' parts into this cache on load (DYNALAY_ENGINE=onnx).
+RUN mkdir -p /var/cache/dynalay/onnx && chown -R 10001:10001 /var/cache/dynalay
 WORKDIR /opt/dynalay
 COPY checkpoints/ /opt/dynalay/checkpoints/
 USER 10001:10001
-EXPOSE 8000
+EXPOSE 8000 8001
 # No curl in the image: a Python one-liner; urlopen raises (exit 1) on a 503 from /readyz.
 HEALTHCHECK --interval=10s --timeout=5s --start-period=120s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/readyz' % os.environ.get('DYNALAY_PORT', '8000'), timeout=4)"]

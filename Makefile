@@ -7,7 +7,7 @@ PORT   ?= 8000
 DATA   ?= data
 SHARED ?= ../shared/data
 
-.PHONY: install serve serve-ray test lint format data train train-imdb evaluate bench-serve reliability reliability-soak report experiments clean
+.PHONY: install serve serve-ray test lint format protos data train train-imdb evaluate bench-serve reliability reliability-soak report experiments clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -39,6 +39,11 @@ lint: $(STAMP)
 format: $(STAMP)
 	$(PY) -m ruff check --fix .
 	$(PY) -m ruff format .
+
+## make protos: recompile the gRPC protocol's descriptor (service/protocol/inference.binpb)
+protos: $(STAMP)
+	$(PY) -m grpc_tools.protoc -I service/protocol \
+		--descriptor_set_out=service/protocol/inference.binpb service/protocol/inference.proto
 
 ## make data: CIFAR-10/100, IMDB, WikiText-2 in their official layouts under $(DATA)/ (from $(SHARED) when present)
 data: $(STAMP)

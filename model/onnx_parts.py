@@ -1,7 +1,7 @@
 """The network cut into the static parts that ONNX Runtime runs and Python loops over.
 
 Each part is a plain nn.Module with positional tensor inputs and named inputs/outputs, so the
-exporter (training/export_onnx.py) and the engine (service/engines/onnx_engine.py) agree on one
+exporter (model/onnx_export.py) and the engine (service/engines/onnx_engine.py) agree on one
 naming. The parts compose exactly like `DynaLayNet.straight` / `recompute`:
 
     stem(x) ─▶ inj = (u,) | (u, mask)         h = u
@@ -92,13 +92,20 @@ def export_parts(net: DynaLayNet) -> list[Part]:
         Part(name, layer, (STATE, *inj), (LAYER_OUT,))
         for name, layer in zip(LAYER_NAMES, net.backbone.layers, strict=True)
     ]
-    return [
+    parts = [
         Part("stem", StemPart(net), model_inputs(arch), inj),
         *layers,
         Part("head", HeadPart(net), (STATE, *inj), (LOGITS,)),
         Part("profile", ProfilePart(net), (*STATE_NAMES, LOGITS, *inj), (PROFILE,)),
         Part("agent", net.agent, (PROFILE,), (AGENT_LOGITS,)),
     ]
+    # Inference mode for every part, wrappers included: a fresh wrapper module starts in
+    # training mode, and the exporter restores that mode afterwards — recursively, so the
+    # shared backbone would come back with its dropout (the LSTM's embedding dropout) and
+    # BatchNorm batch statistics switched on.
+    for part in parts:
+        part.module.eval()
+    return parts
 
 
 PART_NAMES: tuple[str, ...] = ("stem", *LAYER_NAMES, "head", "profile", "agent")

@@ -1,6 +1,7 @@
 """What every prediction route does before looking at the input: auth, readiness, deadline.
 
-Shared by POST /predict and the Open Inference Protocol's infer route.
+Shared by POST /predict, the Open Inference Protocol's HTTP infer route and gRPC ModelInfer
+(whose metadata arrives as headers).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import time
 from collections.abc import Awaitable
 from typing import TypeVar
 
+from starlette.datastructures import Headers
 from starlette.requests import Request
 
 from service.auth import check_api_key
@@ -21,10 +23,15 @@ T = TypeVar("T")
 
 def admit(request: Request, state: ServiceState) -> float:
     """Check the API key and readiness; returns the request's deadline (time.monotonic)."""
+    return admit_headers(request.headers, state)
+
+
+def admit_headers(headers: Headers, state: ServiceState) -> float:
+    """`admit` for a request known by its headers (HTTP, or gRPC metadata)."""
     settings = state.settings
     deadline = time.monotonic() + settings.request_timeout_ms / 1000.0
     key = settings.api_key.get_secret_value() if settings.api_key else None
-    check_api_key(request.headers, key)
+    check_api_key(headers, key)
     if not state.ready:
         # Before anything is read: a refusal here means the request was never accepted.
         why = state.not_ready_reason()

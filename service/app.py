@@ -1,9 +1,10 @@
 """The app factory: `create_app(settings) -> FastAPI`.
 
-Nothing heavy happens at import or in the factory. The lifespan starts loading the model
-repository in the background, so /healthz answers (and /readyz says 503) while checkpoints load
-and warm up; /readyz turns 200 once every model is ready. On shutdown the lifespan drains: it
-refuses new predictions and lets every batcher finish its queue within DYNALAY_SHUTDOWN_GRACE_S.
+Nothing heavy happens at import or in the factory. The lifespan starts the gRPC inference
+service (DYNALAY_GRPC_PORT) and loads the model repository in the background, so /healthz
+answers (and /readyz says 503) while checkpoints load and warm up; /readyz turns 200 once every
+model is ready. On shutdown the lifespan drains: it refuses new predictions, lets gRPC calls in
+flight and every batcher's queue finish within DYNALAY_SHUTDOWN_GRACE_S.
 """
 
 from __future__ import annotations
@@ -16,8 +17,10 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 
-from service.engines import EngineFactory, get_engine_factory
+from service.engines import EngineFactory, engine_factories, get_engine_factory
 from service.errors import install_error_handlers
+from service.grpc_server import GrpcServer
+from service.lingering import LingeringCloseMiddleware
 from service.loading import load_models
 from service.metrics import Metrics
 from service.middleware import PredictionMetricsMiddleware
@@ -45,12 +48,14 @@ def create_app(
     """
     settings = settings or Settings()
     metrics = Metrics(registry or _default_registry())
-    factory = get_engine_factory(settings.engine, engines)
+    registry = engines if engines is not None else engine_factories(settings.onnx_cache_dir)
+    factory = get_engine_factory(settings.engine, registry)
     state = ServiceState(settings, metrics)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         state.reset()
+        grpc_server = await _start_grpc(state)  # answers health (not ready) while loading
         loading = asyncio.create_task(load_models(state, factory), name="load-models")
         try:
             yield
@@ -59,7 +64,9 @@ def create_app(
             loading.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await loading
-            await _drain(state)
+            # Calls in flight finish within the grace period while the batchers drain.
+            stopping = [grpc_server.stop(settings.shutdown_grace_s)] if grpc_server else []
+            await asyncio.gather(*stopping, _drain(state))
 
     app = FastAPI(
         title="DynaLay Serve",
@@ -74,6 +81,8 @@ def create_app(
     app.add_middleware(
         PredictionMetricsMiddleware, metrics=metrics, is_prediction=is_prediction_path
     )
+    # Outermost of ours: the metrics see the answer when it is sent, not when the socket closes.
+    app.add_middleware(LingeringCloseMiddleware, max_body_bytes=settings.max_body_bytes)
     return app
 
 
@@ -84,6 +93,15 @@ async def _drain(state: ServiceState) -> None:
     await asyncio.gather(*(batcher.stop(grace_s) for batcher in batchers))
     answered = state.metrics.answers_by_status()
     log.info("drained; prediction answers by status over this run: %s", answered)
+
+
+async def _start_grpc(state: ServiceState) -> GrpcServer | None:
+    """The gRPC inference service on DYNALAY_GRPC_PORT (0: none); a port taken is fatal."""
+    if state.settings.grpc_port == 0:
+        return None
+    server = GrpcServer(state)
+    await server.start()
+    return server
 
 
 def _default_registry() -> CollectorRegistry:

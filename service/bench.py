@@ -37,7 +37,7 @@ from pathlib import Path
 import httpx
 import torch
 
-from service.engines import Engine, EngineInput, get_engine_factory
+from service.engines import Engine, EngineInput, engine_factories, get_engine_factory
 from service.images import ImageSpec, decode_image
 from service.loadgen import (
     answer_alone,
@@ -48,6 +48,7 @@ from service.loadgen import (
     server_split,
 )
 from service.repository import discover, resolve_device
+from service.settings import default_onnx_cache_dir
 
 ROOT = Path(__file__).resolve().parents[1]  # so the spawned `python -m service` finds us
 SCHEDULINGS = ("batch", "iteration")
@@ -316,7 +317,7 @@ def _time_batches(engine: Engine, batch: list[EngineInput], load: str, seconds: 
 
 
 def _load_engine(args, model: str) -> Engine:
-    factory = get_engine_factory(args.engine)
+    factory = get_engine_factory(args.engine, engine_factories(default_onnx_cache_dir()))
     device = resolve_device(args.device)
     for directory in discover(args.model_dir):
         engine = factory(directory, device)
@@ -478,6 +479,7 @@ def _server(args, scheduling: str, levels: list[int]) -> Iterator[str]:
         "DYNALAY_MODEL_DIR": str(args.model_dir.resolve()),
         "DYNALAY_HOST": "127.0.0.1",
         "DYNALAY_PORT": str(port),
+        "DYNALAY_GRPC_PORT": "0",
         "DYNALAY_DEVICE": args.device,
         "DYNALAY_ENGINE": args.engine,
         "DYNALAY_LOOP_SCHEDULING": scheduling,

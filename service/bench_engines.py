@@ -28,7 +28,8 @@ import torch
 
 from model.actions import ACTIONS
 from model.checkpoint import load_checkpoint
-from service.engines import ENGINES, Engine, EngineInput, SampleResult
+from service.engines import Engine, EngineInput, SampleResult, engine_factories
+from service.settings import default_onnx_cache_dir
 
 BATCH_SIZES = (1, 8, 32, 64)
 N_INPUTS = 64  # one fixed set, cut into batches of each size: the same work at every size
@@ -89,7 +90,7 @@ def compare_engines(
     inputs = bench_inputs(directory, n_inputs)
     rows = []
     for name in engines:
-        engine = ENGINES[name](directory, device)
+        engine = engine_factories(default_onnx_cache_dir())[name](directory, device)
         engine.warmup()
         rows += [measure(engine, inputs, size, seconds) for size in batch_sizes]
     _add_agreement(rows, engines[0])

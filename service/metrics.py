@@ -31,8 +31,15 @@ class Metrics:
         r = registry
         self.requests = Counter(
             "dynalay_requests_total",
-            "Answered /predict requests by HTTP status code.",
+            "Answered prediction requests (/predict, OIP infer over HTTP and gRPC) by HTTP "
+            "status code; a gRPC answer counts under the HTTP status its code stands for.",
             ["model", "status"],
+            registry=r,
+        )
+        self.grpc_requests = Counter(
+            "dynalay_grpc_requests_total",
+            "Answered gRPC ModelInfer calls by gRPC status code (also in requests_total).",
+            ["model", "code"],
             registry=r,
         )
         self.request_duration = Histogram(
@@ -146,6 +153,7 @@ class Metrics:
         for layer in LAYER_NAMES:
             self.layer_loops.labels(model, layer)
         self.fixed_point_unconverged.labels(model)
+        self.grpc_requests.labels(model, "OK")
         self.queue_depth.labels(model).set(0)
         self.requests_in_progress.labels(model).set(0)
         self.loop_pool_occupancy.labels(model).set(0)
@@ -158,6 +166,11 @@ class Metrics:
         self.requests.labels(model, str(status)).inc()
         if seconds is not None:
             self.request_duration.labels(model).observe(seconds)
+
+    def observe_grpc_answer(self, model: str, code: str, status: int, seconds: float) -> None:
+        """A gRPC infer answer: by its code, and in the protocol-wide counts by `status`."""
+        self.grpc_requests.labels(model, code).inc()
+        self.observe_answer(model, status, seconds)
 
     def answers_by_status(self) -> dict[str, int]:
         """Prediction answers so far by HTTP status, over all models (the shutdown log line)."""

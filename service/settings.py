@@ -6,6 +6,7 @@ Built once by the caller (`python -m service`, a test, the benchmark) and handed
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -21,11 +22,16 @@ class Settings(BaseSettings):
 
     host: str = "127.0.0.1"  # loopback by default; containers set DYNALAY_HOST=0.0.0.0
     port: int = Field(8000, ge=0, le=65535)
+    # The KServe v2 / Triton gRPC inference service (Triton's port by default); 0 turns it off.
+    grpc_port: int = Field(8001, ge=0, le=65535)
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
 
     model_dir: Path = Path("checkpoints")  # every sub-directory holding a manifest.json is served
     device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: CUDA when present, else CPU
     engine: str = "torch"  # a name in service.engines.ENGINES (onnx plugs in there)
+    # The onnx engine exports a checkpoint that carries no ONNX parts into this cache on load
+    # (verified on every load; one entry per weights + config).
+    onnx_cache_dir: Path = Field(default_factory=lambda: default_onnx_cache_dir())
     warmup: bool = True  # run every action once per model before /readyz turns 200
     # A checkpoint that fails to load: "fail" serves nothing (`python -m service` exits 3);
     # "skip" serves the other models and reports that one as not ready.
@@ -83,3 +89,9 @@ class Settings(BaseSettings):
     def _empty_key_means_none(cls, value: object) -> object:
         # DYNALAY_API_KEY= (empty) in a compose file must not mean "the empty string is the key".
         return None if value in ("", None) else value
+
+
+def default_onnx_cache_dir() -> Path:
+    """$XDG_CACHE_HOME/dynalay/onnx, else ~/.cache/dynalay/onnx (the image sets its own)."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "dynalay" / "onnx"

@@ -6,6 +6,7 @@ longest member, and we truncate here so the answer can say that it happened.
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,8 +44,13 @@ class TextEncoder:
         return EncodedText(kept, len(ids), truncated)
 
 
+# Control (NUL, ESC, ...) and format (zero-width space, BOM, ...) characters: a text made only
+# of these and whitespace carries no words, yet the tokenizer turns each run into [UNK].
+_INVISIBLE = frozenset({"Cc", "Cf"})
+
+
 def validate_text(text: str, max_bytes: int) -> None:
-    """Cheap checks done on the event loop before any tokenizing."""
+    """Cheap checks done on the event loop before any tokenizing (O(len), len ≤ max_bytes)."""
     if not text.strip():
         raise ServiceError(422, "`text` is empty; send a non-empty UTF-8 string")
     try:
@@ -53,3 +59,13 @@ def validate_text(text: str, max_bytes: int) -> None:
         raise ServiceError(400, "`text` is not valid Unicode; send UTF-8 text") from exc
     if size > max_bytes:
         raise ServiceError(413, f"`text` is {size} bytes of UTF-8; the limit is {max_bytes}")
+    if not any(_visible(char) for char in text):
+        raise ServiceError(
+            422,
+            "`text` holds only whitespace, control or format characters (no words); "
+            "send some words",
+        )
+
+
+def _visible(char: str) -> bool:
+    return not char.isspace() and unicodedata.category(char) not in _INVISIBLE

@@ -1,62 +1,32 @@
-"""Export a checkpoint's parts as static ONNX graphs into its `onnx/` folder (and manifest).
+"""`python -m training export-onnx CHECKPOINT`: add a verified ONNX export to a checkpoint.
 
     python -m training export-onnx CHECKPOINT [--opset 17] [--no-verify] [--quiet]
 
-Each part of model/onnx_parts.py becomes one graph with a dynamic batch axis (and a dynamic time
-axis for text), so the engine can loop any subset of samples through any layer. The data-
-dependent fixed-point loop stays in Python: ONNX `Loop`/`If` would force a host sync per step
-anyway and blocks CUDA graphs (docs/research/serving.md §7).
-
-Every graph is checked with `onnx.checker` and run with onnxruntime (CPU) on batches of other
-shapes than the traced one, against the PyTorch part; the largest absolute difference per part
-is written to `onnx/export.json` together with the hashes of the weights it came from, so the
-engine can refuse a stale export.
-
-The legacy TorchScript exporter (`dynamo=False`) is used on purpose: the torch.export-based one
-needs `onnxscript`, which this project does not depend on.
+The export itself is model/onnx_export.py (the ONNX engine also uses it to export on load into
+its cache); this writes the parts into the checkpoint's `onnx/` folder and its manifest, so the
+checkpoint carries them wherever it is copied and the engine loads them without exporting.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
-import io
 import json
 import sys
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from types import ModuleType
 
-import numpy as np
-import torch
-from torch import Tensor
-from tqdm import tqdm
-
-from model.checkpoint import AGENT, BACKBONE, add_files, load_checkpoint
-from model.config import ModelConfig
-from model.network import DynaLayNet
-from model.onnx_parts import (
-    STATE,
-    STATE_NAMES,
-    Part,
-    export_parts,
-    injection_names,
-    model_inputs,
+from model.checkpoint import add_files, load_checkpoint
+from model.onnx_export import (
+    DEFAULT_OPSET,
+    EXPORT_CARD,
+    ONNX_DIR,
+    VERIFY_TOL,
+    ExportError,
+    export_network,
+    weights_sha256,
 )
 
-ONNX_DIR = "onnx"
-EXPORT_CARD = f"{ONNX_DIR}/export.json"
-EXPORT_FORMAT = 1
-DEFAULT_OPSET = 17  # LayerNormalization is native from 17; onnxruntime ≥ 1.17 runs it
-VERIFY_TOL = 1e-4  # on |onnx − torch| / max(1, |torch|): float32 logits can be large
-TRACE_SHAPE = (2, 6)  # (batch, time) the graphs are traced at
-VERIFY_SHAPES = ((1, 5), (3, 9))  # other shapes: proves the dynamic axes really are dynamic
-_TIME_AXIS_NAMES = {"ids", "u", "mask", STATE, "h_out", *STATE_NAMES}
-
-
-class ExportError(RuntimeError):
-    """An export that failed its checks; nothing was added to the checkpoint."""
+__all__ = ["EXPORT_CARD", "VERIFY_TOL", "ExportError", "export_onnx", "main", "run"]
 
 
 def export_onnx(
@@ -67,160 +37,14 @@ def export_onnx(
 ) -> list[str]:
     """Export, check, verify and add the parts to the checkpoint. Returns the files added."""
     directory = Path(checkpoint_dir)
-    onnx, _ = _runtimes()
-    net = load_checkpoint(directory, device="cpu").net.float()
-    graphs: dict[str, bytes] = {}
-    diffs: dict[str, float] = {}  # part → max |onnx − torch| over the probe batches
-    scales: dict[str, float] = {}  # part → max(1, max |torch|), what the tolerance scales with
-    trace = _named_tensors(net, *TRACE_SHAPE)
-    probes = [_named_tensors(net, b, t, seed=b) for b, t in VERIFY_SHAPES]
-    for part in tqdm(export_parts(net), desc="export onnx", disable=quiet):
-        graphs[part.name] = _export_part(part, net.config.arch, trace, opset)
-        onnx.checker.check_model(onnx.load_from_string(graphs[part.name]), full_check=True)
-        if verify:
-            pairs = [_compare(part, graphs[part.name], p) for p in probes]
-            diffs[part.name] = max(d for d, _ in pairs)
-            scales[part.name] = max(s for _, s in pairs)
-    bad = {n: d for n, d in diffs.items() if not d <= VERIFY_TOL * scales[n]}  # NaN fails too
-    if bad:
-        raise ExportError(
-            f"{directory}: ONNX parts differ from PyTorch beyond {VERIFY_TOL} (relative): {bad}"
-        )
-    files: dict[str, bytes | Path] = {f"{ONNX_DIR}/{n}.onnx": g for n, g in graphs.items()}
-    files[EXPORT_CARD] = _card(directory, net, opset, diffs, scales)
-    add_files(directory, files)
-    return list(files)
-
-
-def weights_sha256(directory: Path) -> dict[str, str]:
-    """Hashes of the weight files an export was made from (the engine compares them)."""
-    return {name: _sha256((directory / name).read_bytes()) for name in (BACKBONE, AGENT)}
-
-
-# ---- one part -----------------------------------------------------------------------------
-
-
-def _export_part(part: Part, arch: str, named: dict[str, Tensor], opset: int) -> bytes:
-    buffer = io.BytesIO()
-    with warnings.catch_warnings(), torch.no_grad():
-        # The legacy exporter warns about its own deprecation and about traced shape reads;
-        # the verification below on other shapes is what proves the graph general.
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            part.module,
-            _args(part, named),
-            buffer,
-            dynamo=False,
-            opset_version=opset,
-            input_names=list(part.inputs),
-            output_names=list(part.outputs),
-            dynamic_axes=_dynamic_axes(part, arch),
-            do_constant_folding=True,
-        )
-    return buffer.getvalue()
-
-
-def _dynamic_axes(part: Part, arch: str) -> dict[str, dict[int, str]]:
-    axes = {}
-    for name in (*part.inputs, *part.outputs):
-        axes[name] = {0: "batch"}
-        if arch == "lstm" and name in _TIME_AXIS_NAMES:
-            axes[name][1] = "time"
-    return axes
-
-
-def _compare(part: Part, graph: bytes, named: dict[str, Tensor]) -> tuple[float, float]:
-    """(max |onnx − torch|, max(1, max |torch|)) over the part's outputs."""
-    session = _runtimes()[1].InferenceSession(graph, providers=["CPUExecutionProvider"])
-    args = _args(part, named)
-    # An input the part never reads (the CNN head's u) is dropped from the graph by the tracer.
-    wanted = {i.name for i in session.get_inputs()}
-    feeds = {n: t.numpy() for n, t in zip(part.inputs, args, strict=True) if n in wanted}
-    got = session.run(list(part.outputs), feeds)
-    with torch.no_grad():
-        want = part.module(*args)
-    want = want if isinstance(want, tuple) else (want,)
-    pairs = list(zip(got, [w.numpy() for w in want], strict=True))
-    diff = max(float(np.abs(g - w).max()) for g, w in pairs)
-    return diff, max(1.0, *(float(np.abs(w).max()) for _, w in pairs))
-
-
-def _args(part: Part, named: dict[str, Tensor]) -> tuple[Tensor, ...]:
-    """The part's positional inputs; a layer's state is what that layer sees in the pass."""
-    states = {"layer1": "u", "layer2": "z1", "layer3": "z2", "head": "z3"}
-    return tuple(named[states.get(part.name, n)] if n == STATE else named[n] for n in part.inputs)
-
-
-# ---- realistic inputs ---------------------------------------------------------------------
-
-
-def _named_tensors(net: DynaLayNet, batch: int, time: int, seed: int = 0) -> dict[str, Tensor]:
-    """Every tensor a part can take, from a real straight pass on random inputs."""
-    inputs = _model_inputs(net.config, batch, time, seed)
-    with torch.no_grad():
-        straight = net.straight(*inputs)
-    arch = net.config.arch
-    named = dict(zip(model_inputs(arch), inputs, strict=True))
-    named.update(zip(injection_names(arch), straight.inj, strict=True))
-    named.update(zip(STATE_NAMES, straight.states, strict=True))
-    named["logits"], named["profile"] = straight.logits, straight.profile
-    return named
-
-
-def _model_inputs(cfg: ModelConfig, batch: int, time: int, seed: int) -> tuple[Tensor, ...]:
-    gen = torch.Generator().manual_seed(seed)
-    if cfg.arch == "cnn":
-        return (torch.randn(batch, cfg.in_channels, cfg.image_size, cfg.image_size, generator=gen),)
-    lengths = torch.randint(1, time + 1, (batch,), generator=gen)
-    lengths[0] = time  # the batch's longest row fills the time axis, as the engine pads it
-    ids = torch.randint(1, cfg.vocab_size, (batch, time), generator=gen)
-    ids[torch.arange(time)[None, :] >= lengths[:, None]] = 0  # padding at the end
-    return ids, lengths
-
-
-# ---- the export card ----------------------------------------------------------------------
-
-
-def _card(
-    directory: Path, net: DynaLayNet, opset: int, diffs: dict[str, float], scales: dict[str, float]
-) -> bytes:
-    card = {
-        "format": EXPORT_FORMAT,
-        "arch": net.config.arch,
-        "opset": opset,
-        "parts": {
-            p.name: {"file": f"{ONNX_DIR}/{p.name}.onnx", "inputs": p.inputs, "outputs": p.outputs}
-            for p in export_parts(net)
-        },
-        "verified_max_abs_diff": diffs or None,
-        "scale": scales or None,
-        "weights_sha256": weights_sha256(directory),
-        "versions": {
-            "torch": torch.__version__,
-            **{m.__name__: m.__version__ for m in _runtimes()},
-        },
-    }
-    return (json.dumps(card, indent=2, sort_keys=True) + "\n").encode()
-
-
-def _runtimes() -> tuple[ModuleType, ModuleType]:
-    """onnx and onnxruntime, imported on use: `python -m training` must work without them."""
+    net = load_checkpoint(directory, device="cpu").net
     try:
-        import onnx
-        import onnxruntime
-    except ImportError as err:
-        raise ExportError(
-            f"the ONNX export needs onnx and onnxruntime ({err.name} is missing): "
-            "pip install -e '.[onnx]' (CPU) or '.[gpu]' (CUDA)"
-        ) from err
-    return onnx, onnxruntime
-
-
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-# ---- command line -------------------------------------------------------------------------
+        exported = export_network(net, weights_sha256(directory), opset, verify, quiet)
+    except ExportError as err:
+        raise ExportError(f"{directory}: {err}") from None
+    files = exported.files()
+    add_files(directory, dict(files))
+    return list(files)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

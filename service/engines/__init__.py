@@ -7,6 +7,7 @@ runtime that is not installed costs nothing until it is asked for.
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 from service.engines.base import (
@@ -27,16 +28,19 @@ def _torch(directory: Path, device: str) -> Engine:
     return load(directory, device)
 
 
-def _onnx(directory: Path, device: str) -> Engine:
+def _onnx(directory: Path, device: str, cache_dir: Path | None = None) -> Engine:
     from service.engines.onnx_engine import load
 
-    return load(directory, device)
+    return load(directory, device, cache_dir)
 
 
-ENGINES: dict[str, EngineFactory] = {
-    "torch": _torch,
-    "onnx": _onnx,
-}
+def engine_factories(onnx_cache_dir: Path | None = None) -> dict[str, EngineFactory]:
+    """The registry; with `onnx_cache_dir` the onnx engine exports on load into that cache."""
+    return {"torch": _torch, "onnx": partial(_onnx, cache_dir=onnx_cache_dir)}
+
+
+# Without a cache: the onnx engine serves only checkpoints that carry their own export.
+ENGINES: dict[str, EngineFactory] = engine_factories()
 
 __all__ = [
     "ENGINES",
@@ -47,6 +51,7 @@ __all__ = [
     "ModelMeta",
     "SampleResult",
     "SteppedEngine",
+    "engine_factories",
     "get_engine_factory",
     "offers_steps",
 ]

@@ -12,13 +12,12 @@ pointer (IOBinding), on CPU as on CUDA, so nothing is copied between steps; on C
 torch's current stream, so both see one ordered queue of kernels. A session that silently fell
 back to the CPU when CUDA was asked for is an error: the service then never turns ready.
 
-Needs the checkpoint's ONNX export: `python -m training export-onnx CHECKPOINT`.
+The parts come from the checkpoint's own export or, failing that, are exported on load into
+a verified cache (service/engines/onnx_cache.py).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,7 @@ import torch
 from torch import Tensor
 
 from model.actions import LAYER_NAMES, N_ACTIONS
-from model.checkpoint import AGENT, BACKBONE, LoadedCheckpoint, load_checkpoint, manifest_files
+from model.checkpoint import LoadedCheckpoint, load_checkpoint
 from model.onnx_parts import (
     LOGITS,
     PART_NAMES,
@@ -39,11 +38,10 @@ from model.onnx_parts import (
     model_inputs,
 )
 from service.engines.base import BatchOutput, EngineInput, ModelMeta
+from service.engines.onnx_cache import ExportLocation, OnnxEngineError, locate_export
 from service.engines.stages import WARMUP_TOKENS
 from service.engines.stepping import EngineSteps, Stepper
 
-EXPORT_CARD = "onnx/export.json"
-EXPORT_COMMAND = "python -m training export-onnx"
 _TORCH_DTYPES = {
     "tensor(float)": torch.float32,
     "tensor(float16)": torch.float16,
@@ -52,23 +50,20 @@ _TORCH_DTYPES = {
 _NUMPY_DTYPES = {torch.float32: np.float32, torch.float16: np.float16, torch.int64: np.int64}
 
 
-class OnnxEngineError(RuntimeError):
-    """The ONNX engine cannot serve this checkpoint on this device as configured."""
-
-
 class OnnxEngine:
     name = "onnx"
 
-    def __init__(self, loaded: LoadedCheckpoint, device: str) -> None:
+    def __init__(
+        self, loaded: LoadedCheckpoint, device: str, cache_dir: Path | None = None
+    ) -> None:
         self.device = device
         self.meta = ModelMeta.from_checkpoint(loaded)
         self.config = loaded.config
         self._torch_device = torch.device(device)
-        card = check_export(loaded.directory, loaded.config.arch)
+        self.export: ExportLocation = locate_export(loaded, cache_dir)
         providers = execution_providers(self._torch_device)
         self._parts = {
-            name: OnnxPart(loaded.directory / card["parts"][name]["file"], providers, device)
-            for name in PART_NAMES
+            name: OnnxPart(self.export.part_path(name), providers, device) for name in PART_NAMES
         }
 
     @property
@@ -237,34 +232,6 @@ def _check_providers(session: Any, providers: list, path: Path) -> None:
         )
 
 
-# ---- the checkpoint's export --------------------------------------------------------------
-
-
-def check_export(directory: Path, arch: str) -> dict:
-    """The export card, once every part is in the manifest and matches the current weights."""
-    listed = set(manifest_files(directory))
-    needed = [EXPORT_CARD, *(f"onnx/{name}.onnx" for name in PART_NAMES)]
-    missing = [name for name in needed if name not in listed]
-    if missing:
-        raise OnnxEngineError(
-            f"{directory}: no ONNX export ({', '.join(missing[:3])} not in the manifest); "
-            f"run `{EXPORT_COMMAND} {directory}` first"
-        )
-    card = json.loads((directory / EXPORT_CARD).read_text(encoding="utf-8"))
-    if card.get("arch") != arch:
-        raise OnnxEngineError(f"{directory / EXPORT_CARD}: exported for {card.get('arch')!r}")
-    if card.get("weights_sha256") != _weights_sha256(directory):
-        raise OnnxEngineError(
-            f"{directory / EXPORT_CARD}: the ONNX export is stale (the weights changed since); "
-            f"run `{EXPORT_COMMAND} {directory}` again"
-        )
-    return card
-
-
-def _weights_sha256(directory: Path) -> dict[str, str]:
-    return {n: hashlib.sha256((directory / n).read_bytes()).hexdigest() for n in (BACKBONE, AGENT)}
-
-
 # ---- inputs -----------------------------------------------------------------------------------
 
 
@@ -288,10 +255,11 @@ def _dummy_input(meta: ModelMeta) -> np.ndarray:
     return np.zeros((3, int(height), int(width)), dtype=np.float32)
 
 
-def load(directory: Path, device: str) -> OnnxEngine:
+def load(directory: Path, device: str, cache_dir: Path | None = None) -> OnnxEngine:
     """The registry factory: (checkpoint directory, device) -> engine.
 
     `load_checkpoint` verifies the manifest (ONNX files included) and reads the config; the
-    PyTorch network it also builds is dropped at once.
+    PyTorch network it also builds is only used to export into `cache_dir` when the checkpoint
+    carries no current export, and dropped after.
     """
-    return OnnxEngine(load_checkpoint(directory, device="cpu"), device)
+    return OnnxEngine(load_checkpoint(directory, device="cpu"), device, cache_dir)

@@ -86,6 +86,7 @@ def service_url(tiny_model_dir, tmp_path_factory) -> Iterator[str]:
         **os.environ,
         "DYNALAY_HOST": "127.0.0.1",
         "DYNALAY_PORT": str(port),
+        "DYNALAY_GRPC_PORT": "0",
         "DYNALAY_MODEL_DIR": str(tiny_model_dir),
         "DYNALAY_DEVICE": "cpu",
         "DYNALAY_LOG_LEVEL": "warning",

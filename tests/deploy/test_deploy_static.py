@@ -76,7 +76,7 @@ def test_compose_file_is_valid_and_complete(variant):
     assert set(config["volumes"]) == {"prometheus-data", "grafana-data"}
     ports = {name: [published_port(p) for p in s["ports"]] for name, s in services.items()}
     assert ports == {
-        "dynalay": [("", 8000, 8000)],
+        "dynalay": [("", 8000, 8000), ("", 8001, 8001)],  # HTTP, gRPC
         "prometheus": [("127.0.0.1", 9090, 9090)],  # no auth on Prometheus: loopback only
         "grafana": [("127.0.0.1", 3000, 3000)],
     }

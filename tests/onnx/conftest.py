@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.onnx.helpers import CNN, CNN_CAPPED, LSTM, write_exported
+from tests.onnx.helpers import CNN, CNN_CAPPED, CNN_WHITEN, LSTM, write_exported
 
-CONFIGS = {"cnn": CNN, "cnn_capped": CNN_CAPPED, "lstm": LSTM}
+CONFIGS = {"cnn": CNN, "cnn_capped": CNN_CAPPED, "cnn_whiten": CNN_WHITEN, "lstm": LSTM}
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -37,9 +37,18 @@ def capped_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_exported(tmp_path_factory.mktemp("capped") / "cnn", CNN_CAPPED, "cnn", seed=0)
 
 
+@pytest.fixture(scope="session")
+def whitened_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The whitened-stem CNN (BatchNorm in the stem), exported."""
+    root = tmp_path_factory.mktemp("whitened")
+    return write_exported(root / "cnn", CNN_WHITEN, "cnn", seed=0)
+
+
 @pytest.fixture
 def checkpoint(request: pytest.FixtureRequest, onnx_repo: Path) -> Path:
-    """Parametrised indirectly with "cnn", "lstm" or "cnn_capped"."""
+    """Parametrised indirectly with "cnn", "lstm", "cnn_capped" or "cnn_whiten"."""
     if request.param == "cnn_capped":
         return request.getfixturevalue("capped_checkpoint")
+    if request.param == "cnn_whiten":
+        return request.getfixturevalue("whitened_checkpoint")
     return onnx_repo / request.param

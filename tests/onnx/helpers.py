@@ -6,6 +6,7 @@ shadow the real library once pytest puts tests/ on sys.path.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -22,10 +23,27 @@ from model.network import DynaLayNet, build_model
 from service.engines import EngineInput
 from training.export_onnx import export_onnx
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+ROOT = Path(__file__).resolve().parents[2]
+FIXTURES = ROOT / "tests" / "fixtures"
+EMBEDDED = ROOT / "checkpoints"
 CNN = ModelConfig(arch="cnn", n_classes=10, width=8)
 CNN_CAPPED = ModelConfig(arch="cnn", n_classes=10, width=8, max_iter=4)  # best-iterate path
-LSTM = ModelConfig(arch="lstm", n_classes=2, vocab_size=100, embed_dim=16, hidden_size=16)
+# The fast recipes' backbone: frozen whitening conv and a BatchNorm stem.
+CNN_WHITEN = ModelConfig(
+    arch="cnn", n_classes=10, stem="whiten", width=16, stem_width=8, loop_convs=1
+)
+
+
+def shipped_like(checkpoint: Path, **tiny: object) -> ModelConfig:
+    """The embedded checkpoint's model config (dropout, solver, tol, ...), only smaller."""
+    card = json.loads((checkpoint / "config.json").read_text(encoding="utf-8"))
+    return ModelConfig.from_dict({**card["model"], **tiny})
+
+
+# Configured like the embedded IMDB model (embedding dropout included), at a tiny size.
+LSTM = shipped_like(
+    EMBEDDED / "imdb", vocab_size=100, embed_dim=16, hidden_size=16, agent_hidden=16
+)
 MEAN, STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 IMAGE_PREP = {"kind": "image", "image_size": [32, 32], "mean": MEAN, "std": STD}
 TEXT_PREP = {"kind": "text", "tokenizer": "tokenizer.json", "max_length": 64}
@@ -57,6 +75,8 @@ def write_exported(directory: Path, config: ModelConfig, name: str, seed: int) -
     """Build, give the agent a non-trivial last layer, save, export. Returns the directory."""
     torch.manual_seed(seed)
     net = build_model(config).eval()
+    if config.arch == "cnn" and config.stem == "whiten":
+        _fit_whitened_stem(net, seed)
     _spread_agent(net, inputs_for(config), seed)
     text = config.arch == "lstm"
     save_checkpoint(
@@ -78,6 +98,19 @@ def tokenizer_json() -> bytes:
     tokenizer = Tokenizer(WordLevel(vocab, unk_token="[UNK]"))
     tokenizer.pre_tokenizer = Whitespace()
     return tokenizer.to_str().encode()
+
+
+def _fit_whitened_stem(net: DynaLayNet, seed: int) -> None:
+    """Whitening filters from images and BatchNorm statistics far from their defaults, so a
+    stem run in training mode (batch statistics) would answer differently."""
+    gen = torch.Generator().manual_seed(seed)
+    images = 2.0 * torch.randn(64, 3, 32, 32, generator=gen) + 0.5
+    with torch.no_grad():
+        net.backbone.init_whitening(images)
+        net.train()
+        for _ in range(5):
+            net.backbone.stem(images)
+    net.eval()
 
 
 def _spread_agent(net: DynaLayNet, data: list[np.ndarray], seed: int) -> None:

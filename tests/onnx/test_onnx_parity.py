@@ -13,7 +13,9 @@ from service.engines import ENGINES, BatchOutput
 from tests.onnx.helpers import as_batch, inputs_for
 
 PROB_TOL = 1e-4
-ALL = pytest.mark.parametrize("checkpoint", ["cnn", "lstm", "cnn_capped"], indirect=True)
+ALL = pytest.mark.parametrize(
+    "checkpoint", ["cnn", "lstm", "cnn_capped", "cnn_whiten"], indirect=True
+)
 
 
 _ENGINES: dict[tuple[Path, str], object] = {}  # loaded once per checkpoint and runtime

@@ -69,6 +69,7 @@ def server_env(model_dir: Path, port: int, **settings: object) -> dict[str, str]
         "DYNALAY_HOST": "127.0.0.1",
         "DYNALAY_PORT": str(port),
         "DYNALAY_DEVICE": "cpu",
+        "DYNALAY_GRPC_PORT": "0",  # a test that wants gRPC passes grpc_port=...
     }
     env |= {f"DYNALAY_{name.upper()}": str(value) for name, value in settings.items()}
     return env

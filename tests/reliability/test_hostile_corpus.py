@@ -28,6 +28,7 @@ REQUEST_TIMEOUT_S = 10.0  # a hostile input that takes longer than this counts a
 
 async def send(client: httpx.AsyncClient, case: Case) -> httpx.Response:
     headers = {"content-type": case.content_type} if case.content_type else {}
+    headers |= dict(case.headers)
     request = client.build_request("POST", case.path, content=case.body, headers=headers)
     if case.content_type is None:
         request.headers.pop("content-type", None)

@@ -12,7 +12,7 @@ from service.app import create_app
 from service.settings import Settings
 
 PREDICT_STATUSES = {"200", "400", "401", "404", "408", "413", "415", "422", "500", "503", "504"}
-INFER_STATUSES = PREDICT_STATUSES - {"415"}  # the infer route reads JSON whatever the type
+INFER_STATUSES = PREDICT_STATUSES  # 415: an unsupported Content-Encoding
 ERROR_REF = "#/components/schemas/ErrorResponse"
 
 
@@ -56,3 +56,15 @@ def test_predict_documents_both_request_bodies(schema):
 
 def test_metrics_stays_out_of_the_schema(schema):
     assert "/metrics" not in schema["paths"]
+
+
+def test_infer_documents_json_and_binary_tensor_bodies(schema):
+    operation = schema["paths"]["/v2/models/{name}/infer"]["post"]
+    assert set(operation["requestBody"]["content"]) == {
+        "application/json", "application/octet-stream"
+    }  # fmt: skip
+    assert set(operation["responses"]["200"]["content"]) == {
+        "application/json", "application/octet-stream"
+    }  # fmt: skip
+    headers = [p["name"] for p in operation["parameters"] if p["in"] == "header"]
+    assert headers == ["Inference-Header-Content-Length"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
+import socket
 import struct
 import threading
 import time
@@ -18,6 +19,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import torch
+import uvicorn
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from PIL import Image
@@ -107,6 +109,38 @@ async def serving_async(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
                 assert time.monotonic() < deadline, "not ready"
                 await asyncio.sleep(0.02)
             yield client
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def serving_on_loopback(app: FastAPI, port: int | None = None) -> Iterator[str]:
+    """The app under a real uvicorn on 127.0.0.1 in a thread (real sockets, for real clients
+    such as tritonclient); yields the base URL once the models are ready."""
+    port = port or free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", workers=1)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert thread.is_alive(), "the server stopped during start-up"
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                    break
+            assert time.monotonic() < deadline, "not ready after 60 s"
+            time.sleep(0.05)
+        yield base
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+        assert not thread.is_alive(), "the server did not stop"
 
 
 class StubEngine:

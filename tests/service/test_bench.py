@@ -95,3 +95,21 @@ def test_bench_runs_end_to_end_with_tiny_settings(tmp_path):
     assert {r["batch_size"] for r in report["raw"]} == {1, 2}
     assert report["answers_alone_agree"]["holds"] is True
     assert report["ratios"]["throughput_iteration_over_batch"]["mixed"]["1"] > 0
+
+
+@pytest.mark.slow
+def test_the_protocol_benchmark_runs_and_the_formats_agree(tmp_path):
+    """bench_protocols end to end on the embedded CIFAR-10 model, very short."""
+    from service import bench_protocols
+
+    out = tmp_path / "protocols.json"
+    argv = ["--duration", "0.5", "--rounds", "1", "--concurrency", "1", "--out", str(out)]
+    assert bench_protocols.main(argv) == 0
+    report = json.loads(out.read_text())
+    rows = report["results"]
+    assert {(r["format"], r["batch"]) for r in rows} == {
+        (f, b) for f in ("json", "binary", "grpc") for b in (1, 16)
+    }
+    assert all(r["errors"] == 0 and r["requests_per_s"] > 0 for r in rows)
+    for batch in (1, 16):  # same tensors, same answers whatever the wire format
+        assert len({tuple(r["classes"]) for r in rows if r["batch"] == batch}) == 1

@@ -49,7 +49,8 @@ pytestmark = pytest.mark.ray
 
 REPO = Path(__file__).resolve().parents[2]
 CHECKPOINT = REPO / "checkpoints" / "cifar10"
-READY_TIMEOUT_S = 240  # cluster + two replicas importing torch and warming up: ~20 s idle, minutes busy
+# cluster + two replicas importing torch and warming up: ~20 s idle, minutes busy
+READY_TIMEOUT_S = 240
 REPLACED_TIMEOUT_S = 90
 METRICS_TIMEOUT_S = 30  # bridge (1 s) + Ray's report interval (0.5 s here) + slack
 COMPARED = ("model", "model_version", "label", "class_index", "action", "looped_layers")

@@ -36,6 +36,7 @@ def server(tmp_path_factory):
         "DYNALAY_MODEL_DIR": str(repo),
         "DYNALAY_HOST": "127.0.0.1",
         "DYNALAY_PORT": str(port),
+        "DYNALAY_GRPC_PORT": "0",
         "DYNALAY_DEVICE": "cpu",
         "DYNALAY_MAX_QUEUE_DELAY_MS": "20",
         "DYNALAY_LOG_LEVEL": "info",

@@ -96,3 +96,19 @@ async def test_padded_text_batches_answer_like_single_texts(repo):
         assert one["class_index"] == many["class_index"] and one["action"] == many["action"]
         for label, p in one["probabilities"].items():
             assert many["probabilities"][label] == pytest.approx(p, abs=1e-5)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["", "   \n\t", "\u0000\u0000", "\x01\x02 \x7f", "\u200b\ufeff", "\u0085\u2028 \u00a0"],
+)
+def test_a_text_without_words_is_422_on_both_protocols(repo, text):
+    with serving(create_app(settings_for(repo))) as client:
+        r = client.post("/predict", json={"text": text, "model": "imdb"})
+        assert r.status_code == 422 and "send" in r.json()["error"], r.text
+        body = {"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES", "data": [text]}]}
+        r = client.post("/v2/models/imdb/infer", json=body)
+        assert r.status_code == 422, r.text
+        # A word among the control characters is a text: it is classified.
+        r = client.post("/predict", json={"text": f"{text}great{text}", "model": "imdb"})
+        assert r.status_code == 200, r.text
