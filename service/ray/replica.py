@@ -27,6 +27,9 @@ class DynaLayReplica:
     def __init__(self, settings: Settings, ray_settings: RaySettings) -> None:
         # No process collectors: Ray exports every worker's process metrics itself.
         registry = CollectorRegistry()
+        # Replicas share a host: each would bind the same gRPC port. Through Ray the service
+        # is HTTP only (Serve's proxy carries it); gRPC clients use `python -m service`.
+        settings = settings.model_copy(update={"grpc_port": 0})
         app = create_app(settings, registry=registry)
         state = app.state.dynalay
         bridge = PeriodicBridge(RegistryBridge(registry, RayMetricSinks()), METRICS_SYNC_S)
