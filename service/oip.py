@@ -77,7 +77,7 @@ _INFER_ANSWERS = {
 
 
 @router.get("", responses=error_responses(503))
-async def server(state: StateDep) -> dict:
+async def server() -> dict:
     """Server metadata: name, version and the protocol extensions supported."""
     return server_metadata()
 

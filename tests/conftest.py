@@ -1,6 +1,7 @@
 """Fixtures every test package shares."""
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,18 +13,28 @@ def onnx_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("onnx_cache")
 
 
+@pytest.fixture(autouse=True, scope="session")
+def service_env(onnx_cache_dir: Path) -> Iterator[None]:
+    """For the whole run, module- and session-scoped servers included: servers a test starts
+    (in process or as `python -m service`) export ONNX parts into a temporary cache and open
+    no gRPC port unless the test asks for one (Triton's 8001 may be taken on this machine)."""
+    with pytest.MonkeyPatch.context() as patch:
+        _test_defaults(patch, onnx_cache_dir)
+        yield
+
+
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch: pytest.MonkeyPatch, onnx_cache_dir: Path) -> None:
-    """A developer's DYNALAY_* variables must not leak into the settings under test.
-
-    Servers a test starts (in process or as `python -m service`) export ONNX parts into a
-    temporary cache, and open no gRPC port unless the test asks for one.
-    """
+    """A developer's DYNALAY_* variables must not leak into the settings under test."""
     for name in list(os.environ):
         if name.startswith("DYNALAY_"):
             monkeypatch.delenv(name)
-    monkeypatch.setenv("DYNALAY_ONNX_CACHE_DIR", str(onnx_cache_dir))
-    monkeypatch.setenv("DYNALAY_GRPC_PORT", "0")
+    _test_defaults(monkeypatch, onnx_cache_dir)
+
+
+def _test_defaults(patch: pytest.MonkeyPatch, onnx_cache_dir: Path) -> None:
+    patch.setenv("DYNALAY_ONNX_CACHE_DIR", str(onnx_cache_dir))
+    patch.setenv("DYNALAY_GRPC_PORT", "0")
 
 
 @pytest.fixture

@@ -60,7 +60,9 @@ def write_cnn_checkpoint(directory: Path, name: str = "cifar10", seed: int = 0) 
 
 def settings_for(model_dir: Path, **overrides) -> Settings:
     # Explicit values: a developer's DYNALAY_* environment must not leak into the tests.
-    base = dict(model_dir=model_dir, device="cpu", api_key=None, max_queue_delay_ms=1.0)
+    base = dict(
+        model_dir=model_dir, device="cpu", api_key=None, max_queue_delay_ms=1.0, grpc_port=0
+    )
     return Settings(**{**base, **overrides})
 
 
