@@ -397,7 +397,10 @@ def test_prometheus_with_the_repo_scrape_job_feeds_the_dashboard(ray_service, pr
     def empty_panels() -> list[str]:
         return [w for w, e in answerable if not promql(prometheus_url, as_promql(e))]
 
-    wait_for("data in every answerable panel", lambda: not empty_panels(), METRICS_TIMEOUT_S)
+    try:
+        wait_for("data in every answerable panel", lambda: not empty_panels(), METRICS_TIMEOUT_S)
+    except BaseException:
+        raise AssertionError(f"panels without data: {empty_panels()}") from None
     for _, expr in panels:  # the others at least parse and run
         promql(prometheus_url, as_promql(expr))
     r = httpx.get(

@@ -32,7 +32,10 @@ from tests.service.helpers import (
     write_text_checkpoint,
 )
 
-PROB_TOL = 1e-5
+# float32: a loop that runs to max_iter without converging carries the reduction-order
+# differences of conv kernels at different batch sizes through every step (measured up to
+# 1.4e-5 on the whitened-stem CNN after 20 unconverged iterations).
+PROB_TOL = 5e-5
 ACTION_CHOICES = (None, 0, 1, 2, 3)  # None: the agent decides (straight for these tiny nets)
 
 
