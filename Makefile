@@ -89,7 +89,7 @@ experiments: $(STAMP)
 
 ## make bench-serve: both loop schedulings side by side under real-image load, and the raw engine
 bench-serve: $(STAMP)
-	$(PY) -m service.bench --model-dir checkpoints --rounds 2 --out reports/bench_serve.json
+	$(PY) -m service.bench --model-dir checkpoints --out reports/bench_serve.json
 
 ## make reliability: fuzzing, hostile corpus, 4x overload, SIGTERM drain, model faults, limits,
 ## and the connection attacks at full size (make test runs them CI-sized)

@@ -1,8 +1,9 @@
 """`python -m service.bench`: the two loop schedulings side by side, and the raw engine.
 
 One run spawns one server per scheduling (`DYNALAY_LOOP_SCHEDULING=batch` and `iteration`, same
-model, same settings) and drives each, interleaved level by level so drifting background load
-hits both alike, with closed-loop HTTP load of real images:
+model, same settings) and drives them with closed-loop HTTP load of real images, each cell (load
+× concurrency) measured in short time slices that alternate between the servers, so whatever
+else the machine does at the time weighs on both alike:
   * adaptive — the agent decides every input;
   * mixed    — half the requests force `straight`, half `loop_all` (each client alternates);
   * straight / loop_all — every input forced (the references for the two ends).
@@ -12,8 +13,8 @@ same input sent alone. Then, after the servers stopped (so nothing competes for 
 engine alone in process at the same batch sizes. Ratios and the checks that decide whether
 iteration scheduling does its job come from this one run. Writes JSON.
 
-    python -m service.bench                               # ~4 min on a 2-core CPU
-    python -m service.bench --levels 16 --loads mixed --duration 10
+    python -m service.bench                               # ~6 min on a 2-core CPU
+    python -m service.bench --levels 16 --loads mixed --duration 20 --slices 20
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ import torch
 from service.engines import Engine, EngineInput, engine_factories, get_engine_factory
 from service.images import ImageSpec, decode_image
 from service.loadgen import (
+    LoadResult,
     answer_alone,
     answer_differences,
     image_bodies_mixed,
@@ -88,9 +90,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--schedulings", default=",".join(SCHEDULINGS), help=f"default: {','.join(SCHEDULINGS)}"
     )
-    p.add_argument("--duration", type=float, default=4.0, help="seconds per level (default: 4)")
     p.add_argument(
-        "--warmup", type=float, default=1.0, help="unmeasured seconds per level (default: 1)"
+        "--duration", type=float, default=6.0, help="measured seconds per cell (default: 6)"
+    )
+    p.add_argument(
+        "--slices",
+        type=int,
+        default=6,
+        help="time slices a cell's duration is cut into, alternating the servers (default: 6)",
+    )
+    p.add_argument(
+        "--warmup", type=float, default=0.3, help="unmeasured seconds per slice (default: 0.3)"
     )
     p.add_argument(
         "--rounds",
@@ -101,8 +111,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--raw-seconds",
         type=float,
-        default=1.0,
-        help="seconds per raw engine measurement (default: 1)",
+        default=2.0,
+        help="seconds per raw engine measurement, cut into --slices passes (default: 2)",
     )
     p.add_argument("--max-batch-size", type=int, default=32, help="spawned servers (default: 32)")
     p.add_argument("--delay-ms", type=float, default=2.0, help="spawned servers (default: 2)")
@@ -155,22 +165,10 @@ def _run(args: argparse.Namespace) -> dict:
         rounds = []
         for round_no in range(args.rounds):
             for load in loads:
-                for i, level in enumerate(levels):
-                    # Alternate which scheduling goes first: a drifting background load evens out.
-                    order = schedulings if (i + round_no) % 2 == 0 else schedulings[::-1]
-                    for scheduling in order:
-                        row = _measure(
-                            urls[scheduling],
-                            info["name"],
-                            bodies[load],
-                            reference[load],
-                            load,
-                            scheduling,
-                            level,
-                            args,
-                            headers,
-                        )
-                        rounds.append({"round": round_no, **row})  # fmt: skip
+                for level in levels:
+                    cell = _measure_cell(urls, info["name"], bodies[load], reference[load],
+                                         load, level, args, headers)  # fmt: skip
+                    rounds += [{"round": round_no, **row} for row in cell]
     raw_rows = _raw_engine(args, info["name"], images, loads, levels)
     server_rows = _medians(rounds)
     report = {
@@ -189,23 +187,37 @@ def _run(args: argparse.Namespace) -> dict:
     return report
 
 
-def _measure(url, model, bodies, reference, load, scheduling, level, args, headers) -> dict:
-    before = scrape(url, model)
-    result = asyncio.run(
-        run_load(url, bodies, level, args.duration, load, args.warmup, headers, reference)
-    )
-    row = {"scheduling": scheduling, "load": load, **result.summary()}
-    row["server"] = server_split(before, scrape(url, model))
-    per_action = "  ".join(
-        f"{a} p50 {v['latency_ms']['p50']:.1f}" for a, v in row["by_action"].items()
-    )
-    print(
-        f"{load:>9} {scheduling:>9} c={level:<3} {row['throughput_rps']:8.1f} req/s  "
-        f"p50 {row['latency_ms']['p50']:7.2f} ms  p99 {row['latency_ms']['p99']:7.2f} ms  "
-        f"{per_action}  differing {row['answers_differing']}/{row['answers_compared']}",
-        flush=True,
-    )
-    return row
+def _measure_cell(urls, model, bodies, reference, load, level, args, headers) -> list[dict]:
+    """One load at one concurrency on every server, in alternating time slices (A B B A A B
+    ...), so whatever else the machine does at the time weighs on all schedulings alike."""
+    before = {s: scrape(url, model) for s, url in urls.items()}
+    results: dict[str, LoadResult] = {}
+    order = list(urls)
+    for k in range(args.slices):
+        for scheduling in order if k % 2 == 0 else order[::-1]:
+            part = asyncio.run(
+                run_load(urls[scheduling], bodies, level, args.duration / args.slices, load,
+                         args.warmup, headers, reference)
+            )  # fmt: skip
+            if scheduling in results:
+                results[scheduling].extend(part)
+            else:
+                results[scheduling] = part
+    rows = []
+    for scheduling, result in results.items():
+        row = {"scheduling": scheduling, "load": load, **result.summary()}
+        row["server"] = server_split(before[scheduling], scrape(urls[scheduling], model))
+        per_action = "  ".join(
+            f"{a} p50 {v['latency_ms']['p50']:.1f}" for a, v in row["by_action"].items()
+        )
+        print(
+            f"{load:>9} {scheduling:>9} c={level:<3} {row['throughput_rps']:8.1f} req/s  "
+            f"p50 {row['latency_ms']['p50']:7.2f} ms  p99 {row['latency_ms']['p99']:7.2f} ms  "
+            f"{per_action}  differing {row['answers_differing']}/{row['answers_compared']}",
+            flush=True,
+        )
+        rows.append(row)
+    return rows
 
 
 def _medians(rounds: list[dict]) -> list[dict]:
@@ -279,11 +291,12 @@ def _agree(alone: dict[str, dict[str, list[dict]]], schedulings: list[str]) -> d
 
 
 def _raw_engine(args, model: str, images, loads, levels) -> list[dict]:
+    """The engine alone at each load and batch size, round-robin in `args.slices` passes."""
     engine = _load_engine(args, model)
     spec = ImageSpec.from_preprocessing(engine.meta.preprocessing)
     inputs = [decode_image(p.read_bytes(), spec, 10**8) for p in images]
     sizes = sorted({min(level, args.max_batch_size) for level in levels})
-    rows = []
+    batches = {}
     for load in loads:
         actions = [ACTION_IDS[a] for a in LOADS[load]]
         for size in sizes:
@@ -291,29 +304,42 @@ def _raw_engine(args, model: str, images, loads, levels) -> list[dict]:
                 EngineInput(inputs[(i // len(actions)) % len(inputs)], actions[i % len(actions)])
                 for i in range(size)
             ]
-            rows.append(_time_batches(engine, batch, load, args.raw_seconds))
-            print(f"raw    {load:>9} b={size:<3} {rows[-1]['throughput_sps']:8.1f} samples/s")
+            engine.run(batch)  # warm this shape
+            batches[load, size] = batch
+    timings = {key: _RawTiming() for key in batches}
+    for _ in range(args.slices):
+        for key, batch in batches.items():
+            timings[key].time(engine, batch, args.raw_seconds / args.slices)
+    rows = []
+    for (load, size), timing in timings.items():
+        rows.append({"load": load, "batch_size": size, **timing.summary(size)})
+        print(f"raw    {load:>9} b={size:<3} {rows[-1]['throughput_sps']:8.1f} samples/s")
     return rows
 
 
-def _time_batches(engine: Engine, batch: list[EngineInput], load: str, seconds: float) -> dict:
-    engine.run(batch)  # warm this shape
-    n, stages = 0, dict.fromkeys(("straight", "agent", "loop", "head"), 0.0)
-    start = time.perf_counter()
-    while n == 0 or time.perf_counter() - start < seconds:
-        out = engine.run(batch)
-        n += 1
-        for stage, s in out.stage_seconds.items():
-            stages[stage] = stages.get(stage, 0.0) + s
-    elapsed = time.perf_counter() - start
-    return {
-        "load": load,
-        "batch_size": len(batch),
-        "batches": n,
-        "throughput_sps": round(n * len(batch) / elapsed, 2),
-        "batch_ms_mean": round(1000.0 * elapsed / n, 3),
-        "stage_ms_per_batch": {k: round(1000.0 * v / n, 3) for k, v in stages.items()},
-    }
+class _RawTiming:
+    def __init__(self) -> None:
+        self.batches, self.seconds = 0, 0.0
+        self.stages = dict.fromkeys(("straight", "agent", "loop", "head"), 0.0)
+
+    def time(self, engine: Engine, batch: list[EngineInput], seconds: float) -> None:
+        start = time.perf_counter()
+        n = 0
+        while n == 0 or time.perf_counter() - start < seconds:
+            for stage, lap in engine.run(batch).stage_seconds.items():
+                self.stages[stage] = self.stages.get(stage, 0.0) + lap
+            n += 1
+        self.batches += n
+        self.seconds += time.perf_counter() - start
+
+    def summary(self, size: int) -> dict:
+        n = self.batches
+        return {
+            "batches": n,
+            "throughput_sps": round(n * size / self.seconds, 2),
+            "batch_ms_mean": round(1000.0 * self.seconds / n, 3),
+            "stage_ms_per_batch": {k: round(1000.0 * v / n, 3) for k, v in self.stages.items()},
+        }
 
 
 def _load_engine(args, model: str) -> Engine:
@@ -447,6 +473,7 @@ def _meta(args, info: dict, started: float, images) -> dict:
         "max_queue_delay_ms": args.delay_ms,
         "loop_pool_size": args.pool_size or args.max_batch_size,
         "duration_s": args.duration,
+        "slices": args.slices,
         "rounds": args.rounds,
         "warmup_s": args.warmup,
         "images": [p.name for p in images],

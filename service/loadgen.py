@@ -35,6 +35,19 @@ class LoadResult:
     differing: int = 0  # of those, answers that differ from it
     mismatches: list[str] = field(default_factory=list)  # the first few differences
 
+    def extend(self, other: LoadResult) -> None:
+        """Add another measurement of the same load (a later time slice) to this one."""
+        self.seconds += other.seconds
+        self.latencies_ms += other.latencies_ms
+        self.statuses.update(other.statuses)
+        self.actions.update(other.actions)
+        self.layer_evaluations += other.layer_evaluations
+        for action, latencies in other.latencies_by_action.items():
+            self.latencies_by_action.setdefault(action, []).extend(latencies)
+        self.compared += other.compared
+        self.differing += other.differing
+        self.mismatches = (self.mismatches + other.mismatches)[:5]
+
     def summary(self) -> dict:
         ok = np.asarray(self.latencies_ms) if self.latencies_ms else np.asarray([np.nan])
         return {

@@ -80,7 +80,7 @@ def test_bench_runs_end_to_end_with_tiny_settings(tmp_path):
     write_cnn_checkpoint(tmp_path / "models")
     out = tmp_path / "bench.json"
     args = ["--model-dir", str(tmp_path / "models"), "--images", str(FIXTURES), "--levels", "1,2",
-            "--loads", "mixed,straight", "--duration", "0.3", "--warmup", "0.1",
+            "--loads", "mixed,straight", "--duration", "0.6", "--slices", "2", "--warmup", "0.1",
             "--raw-seconds", "0.05", "--device", "cpu", "--out", str(out)]  # fmt: skip
     main(args)
     report = json.loads(out.read_text())
