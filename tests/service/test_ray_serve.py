@@ -212,8 +212,15 @@ def _tear_down(service: RayService) -> None:
     shutil.rmtree(service.temp_dir, ignore_errors=True)
 
 
-def predict(client: httpx.Client, image: Path) -> httpx.Response:
-    return client.post("/predict", files={"file": (image.name, image.read_bytes(), "image/png")})
+def predict(client: httpx.Client, image: Path, action: str | None = None) -> httpx.Response:
+    data = {"action": action} if action else {}
+    files = {"file": (image.name, image.read_bytes(), "image/png")}
+    return client.post("/predict", files=files, data=data)
+
+
+# Half the answers forced through a loop: the embedded agent keeps every image straight, and
+# the loop panels (iterations, time to the looped answer) need looped answers to show data.
+ROUND_ACTIONS = (None, "loop_l1", None, "loop_l1")
 
 
 # --------------------------------------------------------------------------------------------
@@ -226,7 +233,11 @@ def oip_body(image: Path) -> dict:
 
 def test_replicas_answer_like_the_single_process_server(ray_service, model_repo):
     with serving(create_app(settings_for(model_repo))) as single:
-        reference = {image: predict(single, image).json() for image in CIFAR_PNGS}
+        reference = {
+            (image, action): predict(single, image, action).json()
+            for image in CIFAR_PNGS
+            for action in set(ROUND_ACTIONS)
+        }
         reference_models = single.get("/models").json()
         bad = single.post("/predict", files={"file": ("x.png", b"not an image", "image/png")})
         unknown = single.post("/predict", json={"image": "AAAA", "model": "nope"})
@@ -235,12 +246,12 @@ def test_replicas_answer_like_the_single_process_server(ray_service, model_repo)
     with httpx.Client(base_url=ray_service.url, timeout=60) as client:
         assert client.get("/models").json() == reference_models
         assert client.get("/healthz").json() == {"status": "ok"}
-        for _ in range(4):  # 24 answers: Serve spreads them over both replicas
+        for action in ROUND_ACTIONS:  # 24 answers: Serve spreads them over both replicas
             for image in CIFAR_PNGS:
-                answer = predict(client, image)
+                answer = predict(client, image, action)
                 assert answer.status_code == 200, answer.text
                 ray_service.sent["200"] += 1
-                got, want = answer.json(), reference[image]
+                got, want = answer.json(), reference[(image, action)]
                 assert {k: got.get(k) for k in COMPARED} == {k: want.get(k) for k in COMPARED}
                 for label, p in want["probabilities"].items():
                     assert got["probabilities"][label] == pytest.approx(p, abs=1e-5)
