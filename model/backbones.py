@@ -47,44 +47,65 @@ class CNNBackbone(nn.Module):
         return self.fc(pooled)
 
 
-def _conv_bn(c_in: int, c_out: int, pool: bool) -> list[nn.Module]:
-    """conv 3×3 → [maxpool 2] → BatchNorm → GELU, the conv group unit of the fast recipes."""
+def _conv_bn(c_in: int, c_out: int, pool: bool, recipe: bool = False) -> list[nn.Module]:
+    """conv 3×3 → [maxpool 2] → BatchNorm → GELU, the conv group unit of the fast recipes.
+
+    recipe: the recipes' BatchNorm (fixed scale 1, a learnt shift, running statistics that
+    follow the last batches closely); otherwise PyTorch's defaults (the 0.3 checkpoints)."""
     mods: list[nn.Module] = [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False)]
     if pool:
         mods.append(nn.MaxPool2d(2))
-    return [*mods, nn.BatchNorm2d(c_out), nn.GELU()]
+    norm = nn.BatchNorm2d(c_out, eps=1e-12, momentum=0.4) if recipe else nn.BatchNorm2d(c_out)
+    if recipe:
+        norm.weight.requires_grad_(False)
+    return [*mods, norm, nn.GELU()]
+
+
+def _partial_identity_(conv: nn.Conv2d) -> None:
+    """Initialise a 3×3 conv's first min(C_in, C_out) filters as the identity (a Dirac), the
+    rest as PyTorch's default: each conv starts by passing its input through."""
+    w = conv.weight.data  # (C_out, C_in, 3, 3)
+    nn.init.dirac_(w[: min(w.shape[0], w.shape[1])])
 
 
 HEAD_SCALE = 0.125
 
 
 class WhitenedCNNBackbone(nn.Module):
-    """Images (B, 3, 32, 32) → whitened stem at (B, width, 7, 7) → 3 conv loop layers → head.
+    """Images (B, 3, 32, 32) → whitened stem → 3 conv loop layers → head.
 
     Stem (runs once per image, so BatchNorm's running statistics are safe): a frozen 2×2 conv
     whose 2·12 filters are the data's patch-covariance eigenvectors (±, scaled to unit
     variance; 32 → 31), GELU, then conv → pool → BN → GELU → conv → BN → GELU at stem_width
-    (31 → 15) and conv → pool → BN → GELU at width (15 → 7). The three loopable layers keep
-    (width, 7, 7) and normalise per sample (GroupNorm), so a loop's result never depends on its
-    batch mates.
+    (31 → 15) and
+    - stem "whiten": conv → pool → BN → GELU at width (15 → 7);
+    - stem "whiten-deep": the same two-conv group at width (15 → 7), then conv → pool → BN →
+      GELU (7 → 3), every conv started as a partial identity.
+    The three loopable layers keep (width, 7, 7) or (width, 3, 3) and normalise per sample
+    (GroupNorm), so a loop's result never depends on its batch mates.
     """
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         c, w0, w = cfg.in_channels, cfg.stem_width, cfg.width
+        deep = cfg.stem == "whiten-deep"
         n_whiten = 2 * c * WHITEN_KERNEL**2
         self.whiten = nn.Conv2d(c, n_whiten, WHITEN_KERNEL, padding=0, bias=True)
         self.whiten.weight.requires_grad_(False)  # set from data by init_whitening
+        groups = [(n_whiten, w0, True), (w0, w0, False), (w0, w, True)]
+        if deep:
+            groups += [(w, w, False), (w, w, True)]
         self.stem_layers = nn.Sequential(
-            nn.GELU(),
-            *_conv_bn(n_whiten, w0, pool=True),
-            *_conv_bn(w0, w0, pool=False),
-            *_conv_bn(w0, w, pool=True),
+            nn.GELU(), *(m for g in groups for m in _conv_bn(*g, recipe=deep))
         )
         loop = SingleConvLoopLayer if cfg.loop_convs == 1 else ConvLoopLayer
         self.layers = nn.ModuleList(loop(w, cfg.groups_for(w)) for _ in range(3))
         self.fc = nn.Linear(2 * w, cfg.n_classes)
         self.summary_dim = w
+        if deep:
+            convs = [m for m in self.modules() if isinstance(m, nn.Conv2d) and m is not self.whiten]
+            for conv in convs:
+                _partial_identity_(conv)
 
     @torch.no_grad()
     def init_whitening(self, images: Tensor) -> None:
@@ -92,7 +113,7 @@ class WhitenedCNNBackbone(nn.Module):
         self.whiten.weight.copy_(whitening_filters(images, WHITEN_KERNEL).to(self.whiten.weight))
 
     def stem(self, x: Tensor, lengths: Tensor | None = None) -> tuple[Tensor, ...]:
-        return (self.stem_layers(self.whiten(x)),)  # (B, W, 7, 7) for 32×32 inputs
+        return (self.stem_layers(self.whiten(x)),)  # (B, W, 7, 7) or (B, W, 3, 3) for 32×32
 
     pool = CNNBackbone.pool
 
@@ -142,4 +163,4 @@ class LSTMBackbone(nn.Module):
 def build_backbone(cfg: ModelConfig) -> nn.Module:
     if cfg.arch == "lstm":
         return LSTMBackbone(cfg)
-    return WhitenedCNNBackbone(cfg) if cfg.stem == "whiten" else CNNBackbone(cfg)
+    return WhitenedCNNBackbone(cfg) if cfg.stem.startswith("whiten") else CNNBackbone(cfg)

@@ -3,7 +3,7 @@
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-STEMS = ("conv", "whiten")
+STEMS = ("conv", "whiten", "whiten-deep")
 
 
 @dataclass(frozen=True)
@@ -21,9 +21,12 @@ class ModelConfig:
     norm_groups: int = 8  # GroupNorm groups; BatchNorm would break under per-sample routing
     # "conv": two GroupNorm conv blocks (the 0.x checkpoints). "whiten": a frozen 2×2
     # patch-whitening conv and BatchNorm conv groups, as in the fast CIFAR training recipes;
-    # BatchNorm is safe there because the stem runs once per image, never inside a loop.
+    # BatchNorm is safe there because the stem runs once per image, never inside a loop; the
+    # loops sit at (width, 7, 7). "whiten-deep": the recipes' full stem (two convs per group
+    # and a third group down to 3 × 3 px, partial-identity conv init, BatchNorm with a fixed
+    # scale), the loops at (width, 3, 3) in place of the recipes' last conv.
     stem: str = "conv"
-    stem_width: int = 64  # "whiten": channels of the first conv group (the second has `width`)
+    stem_width: int = 64  # "whiten*": channels of the first conv group (the others: `width`)
     # Convolutions per loopable layer: 2 (residual block, the 0.x form) or 1 (cheaper).
     loop_convs: int = 2
 

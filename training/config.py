@@ -49,6 +49,9 @@ class OptimConfig:
     grad_clip: float | None = None
     # Lookahead averaging of the backbone weights (training/lookahead.py); None: off.
     lookahead: dict[str, float] | None = None
+    # lr multiple for the backbone's biases (training/optim.py); the fast recipes train their
+    # BatchNorm shifts 64 × faster than the weights.
+    bias_lr_scale: float = 1.0
     agent_lr: float = 1e-3  # agent uses Adam at a constant rate, as in the thesis
 
 
@@ -75,6 +78,10 @@ class PhaseConfig:
     loop_focus: float = 0.0
     loop_teacher: str = "none"  # none | flip
     loop_teacher_weight: float = 0.5
+    # Keep the stem (everything before the loopable layers) as it is: its weights and its
+    # BatchNorm statistics. Only the layers and the head train, so a stage that teaches a
+    # finished net's layers to loop costs no stem gradient (its forward builds no graph).
+    freeze_stem: bool = False
 
     def __post_init__(self) -> None:
         if self.loop_teacher not in LOOP_TEACHERS:

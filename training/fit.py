@@ -26,7 +26,7 @@ from training.data.batches import BatchIterator, Shard
 from training.data.stats import channel_stats, image_preprocessing
 from training.distributed import Runtime, barrier, init_runtime, shutdown
 from training.metrics import agent_summary, full_metrics
-from training.optim import build_optimizers
+from training.optim import build_optimizers, freeze_stem
 from training.phases import backbone_epochs, phase_of, trains_backbone
 from training.prepared import BatchSource, PreparedData
 from training.reward import max_layer_evaluations
@@ -219,6 +219,8 @@ def _session(
     if hasattr(net.backbone, "init_whitening"):
         # From the first training images; a resumed or --init-from run overwrites it.
         net.backbone.init_whitening(_whitening_images(data.train_it))
+    if cfg.phases.freeze_stem:
+        freeze_stem(net)
     return Session(
         cfg=cfg,
         runtime=runtime,

@@ -12,7 +12,7 @@ from tqdm import tqdm
 from model.actions import ACTIONS, N_ACTIONS
 from training.distributed import Runtime, average_gradients
 from training.lookahead import Lookahead, LookaheadConfig
-from training.optim import set_lr
+from training.optim import set_lr, stem_to_eval
 from training.phases import trains_agent, trains_backbone
 from training.schedule import lr_factor
 from training.steps import STEPS, StepContext
@@ -40,6 +40,8 @@ def run_epoch(
     o = ctx.cfg.optim
     step_fn = STEPS[plan.phase]
     ctx.net.train()
+    if ctx.cfg.phases.freeze_stem:
+        stem_to_eval(ctx.net)
     sums: dict[str, float] = defaultdict(float)
     greedy_counts = torch.zeros(N_ACTIONS, dtype=torch.long)
     n = 0

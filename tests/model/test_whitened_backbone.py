@@ -60,3 +60,35 @@ def test_old_configs_keep_their_backbone():
     old = ModelConfig.from_dict({"arch": "cnn", "width": 8})  # no stem / loop_convs keys
     assert old.stem == "conv" and old.loop_convs == 2
     assert not hasattr(build_model(old).backbone, "whiten")
+
+
+TINY_DEEP = ModelConfig(stem="whiten-deep", width=16, stem_width=8, loop_convs=1, max_iter=30)
+
+
+def test_deep_stem_reaches_three_pixels_and_starts_each_conv_as_an_identity():
+    net = build_model(TINY_DEEP)
+    bb = net.backbone
+    convs = [m for m in bb.modules() if isinstance(m, torch.nn.Conv2d) and m is not bb.whiten]
+    assert len(convs) == 5 + 3  # two groups of two, one of one; three loop layers
+    for conv in convs:
+        n = min(conv.weight.shape[:2])
+        assert torch.equal(conv.weight[:n], torch.nn.init.dirac_(torch.empty_like(conv.weight[:n])))
+    norms = [m for m in bb.stem_layers if isinstance(m, torch.nn.BatchNorm2d)]
+    assert len(norms) == 5 and all(not n.weight.requires_grad for n in norms)
+    assert bb.stem(_images(2))[0].shape == (2, 16, 3, 3)
+
+
+def test_deep_backbone_loops_are_batch_independent_in_eval():
+    torch.manual_seed(0)
+    net = build_model(TINY_DEEP).double()
+    net.backbone.init_whitening(_images().double())
+    net.train()
+    net(_images(16).double())
+    net.eval()
+    x = _images(4).double()
+    actions = torch.tensor([3, 1, 2, 0])
+    with torch.no_grad():
+        out = net(x, actions)
+        for i in range(4):
+            alone = net(x[i : i + 1], actions[i : i + 1])
+            assert torch.allclose(out.logits[i], alone.logits[0], atol=1e-8)
