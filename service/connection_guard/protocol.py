@@ -9,9 +9,10 @@ transport and uvicorn's h11 protocol:
   follows them with a HeadScanner: past a size limit it answers 414/431, past the head
   deadline 408 (or closes silently when nothing arrived), after `keep_alive_timeout_s` of
   silence between requests it closes; once the blank line is there, the whole head goes to
-  the parser at once, so the parser never holds an unfinished head;
+  the parser at once, so the parser never holds an unfinished head (and uvicorn's protocol is
+  only created for a connection's first complete head);
 - while a request is in progress, bytes go straight to the parser (the body has its own limit
-  and deadline in the app);
+  and deadline in the app); an answer given before the body was read ends the connection;
 - bytes that follow a request before its answer is complete (pipelining) stay in h11's buffer,
   bounded by h11's max_incomplete_event_size (= max_head_bytes) and by uvicorn pausing the
   socket; the guard scans them before h11 parses them, and h11 bounds chunk-size lines and
