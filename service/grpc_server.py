@@ -25,6 +25,12 @@ from google.protobuf.message import DecodeError, Message
 from starlette.datastructures import Headers
 
 from service.admission import admit_headers
+from service.connection_guard import (
+    ConnectionLimits,
+    fit_file_limit,
+    grpc_max_concurrent_rpcs,
+    grpc_server_options,
+)
 from service.errors import ServiceError
 from service.inference import (
     InferenceAnswer,
@@ -142,11 +148,15 @@ class GrpcServer:
     def __init__(self, state: ServiceState) -> None:
         settings = state.settings
         self.address = _address(settings.host, settings.grpc_port)
+        # Heads, deadlines and connections as over HTTP (fitted to the open-file limit alike).
+        limits = fit_file_limit(ConnectionLimits.from_settings(settings))
         self._server = grpc.aio.server(
             options=[
                 ("grpc.max_receive_message_length", settings.max_body_bytes),
                 ("grpc.so_reuseport", 0),  # a second server on the port must fail, not share
-            ]
+                *grpc_server_options(limits),
+            ],
+            maximum_concurrent_rpcs=grpc_max_concurrent_rpcs(limits),
         )
         self._server.add_generic_rpc_handlers([_handlers(InferenceService(state))])
         if self._server.add_insecure_port(self.address) == 0:

@@ -23,6 +23,11 @@ class HeadRefused(Exception):
 class HeadScanner:
     def __init__(self, limits: ConnectionLimits) -> None:
         self._limits = limits
+        # A head that comes whole in one read and is shorter than any line limit cannot pass
+        # one: one search finds its end (a CRLF CRLF, maybe past an earlier bare-LF end, which
+        # only counts more bytes and lines against it), one count its lines.
+        self._short = min(limits.max_request_line_bytes, limits.max_header_line_bytes,
+                          limits.max_head_bytes)  # fmt: skip
         self.bytes_seen = 0
         self._lines = 0  # complete lines, the request line included
         self._line_bytes = 0  # of the line in progress, its LF (and CR) included
@@ -31,6 +36,11 @@ class HeadScanner:
     def feed(self, data: bytes) -> int | None:
         """Scan the next bytes; returns the offset in `data` just past the blank line that ends
         the head once it is there, None while the head goes on. Raises HeadRefused."""
+        if not self.bytes_seen:
+            end = data.find(b"\r\n\r\n", 0, self._short) + 4
+            if end > 3 and data.count(b"\n", 0, end) <= self._limits.max_headers + 2:
+                self.bytes_seen = end
+                return end
         pos = 0
         while pos < len(data):
             newline = data.find(b"\n", pos)

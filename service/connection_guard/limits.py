@@ -14,9 +14,11 @@ from service.settings import Settings
 log = logging.getLogger(__name__)
 
 # File descriptors kept for everything that is not a client connection (model files, the
-# listener, logs, the event loop's own), and one more per slot for a refused connection's
-# lingering close (see protocol.LINGER_S), which no longer holds a slot but still an fd.
+# listeners, logs, the event loop's own). Per slot: the connection, one refused connection's
+# lingering close (see protocol.LINGER_S: it holds no slot but an fd), one gRPC connection
+# (grpc_options.py caps those at max_connections too).
 RESERVED_FDS = 256
+FDS_PER_SLOT = 3
 
 
 @dataclass(frozen=True)
@@ -47,8 +49,9 @@ class ConnectionLimits:
 
 
 def files_needed(limits: ConnectionLimits) -> int:
-    """Open files the process needs when every slot is taken and as many refusals linger."""
-    return 2 * limits.max_connections + RESERVED_FDS
+    """Open files the process needs when every slot is taken, as many refusals linger, and as
+    many gRPC connections are open."""
+    return FDS_PER_SLOT * limits.max_connections + RESERVED_FDS
 
 
 def fit_file_limit(limits: ConnectionLimits) -> ConnectionLimits:
@@ -68,7 +71,7 @@ def fit_file_limit(limits: ConnectionLimits) -> ConnectionLimits:
     if soft >= needed:
         log.info("open-file limit raised to %d for %d connections", soft, limits.max_connections)
         return limits
-    fitting = max(1, (soft - RESERVED_FDS) // 2)
+    fitting = max(1, (soft - RESERVED_FDS) // FDS_PER_SLOT)
     log.warning(
         "the open-file limit (%d) fits %d connections, not DYNALAY_MAX_CONNECTIONS=%d; "
         "serving with %d",

@@ -9,17 +9,21 @@ transport and uvicorn's h11 protocol:
   follows them with a HeadScanner: past a size limit it answers 414/431, past the head
   deadline 408 (or closes silently when nothing arrived), after `keep_alive_timeout_s` of
   silence between requests it closes; once the blank line is there, the whole head goes to
-  the parser at once, so the parser never holds an unfinished head;
+  the parser at once, so the parser never holds an unfinished head (and uvicorn's protocol is
+  only created for a connection's first complete head);
 - while a request is in progress, bytes go straight to the parser (the body has its own limit
-  and deadline in the app);
+  and deadline in the app); an answer given before the body was read ends the connection;
 - bytes that follow a request before its answer is complete (pipelining) stay in h11's buffer,
   bounded by h11's max_incomplete_event_size (= max_head_bytes) and by uvicorn pausing the
   socket; the guard scans them before h11 parses them, and h11 bounds chunk-size lines and
   trailers the same way. (httptools would consume them unseen, so h11 is the parser here.)
 
-A refused connection is answered, half-closed, and whatever the client still sends is read and
-dropped for up to LINGER_S (and LINGER_MAX_BYTES): a client that sends a long head reads the
-answer instead of a reset. Slots and eviction: table.py.
+A refused connection is answered and half-closed (FIN), and closed LINGER_S later or when the
+client closes, so that the answer is read, not lost to the reset a close with unread input
+sends. Meanwhile, input is read and dropped (up to LINGER_MAX_BYTES), except after a head past
+a size limit: then the socket is not read at all, so an attacker pumping a huge head costs no
+CPU; a client that reads while sending (curl, browsers, httpx) reads its 414/431 all the same.
+Slots and eviction: table.py.
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ from service.connection_guard.limits import ConnectionLimits
 from service.connection_guard.table import ConnectionTable
 
 LINGER_S = 2.0
-LINGER_MAX_BYTES = 2**20  # beyond this the client is not listening: reset it
+LINGER_MAX_BYTES = 16 * 2**20  # beyond this the client is not listening: reset it
 
 
 class _Phase(enum.Enum):
@@ -179,13 +183,13 @@ class GuardedConnection(asyncio.Protocol):
             self._stop_serving()
             self._linger_then_close()
             return False
-        if conn.their_state is not h11.DONE:
-            return True
         unparsed = conn.trailing_data[0]
+        if conn.their_state is not h11.DONE or not unparsed:
+            return True
         try:
             HeadScanner(self._limits).feed(unparsed)
         except HeadRefused as refused:
-            self._answer_and_close(refused.status, refused.message, note=True)
+            self._refuse_head(refused)
             return False
         return True
 
@@ -217,7 +221,7 @@ class GuardedConnection(asyncio.Protocol):
             try:
                 self._scanner.feed(unparsed)
             except HeadRefused as refused:
-                self._answer_and_close(refused.status, refused.message, note=True)
+                self._refuse_head(refused)
                 return
         if unparsed or self._requests == 0:
             self._arm(self._limits.head_timeout_s, self._head_timed_out)
@@ -231,7 +235,7 @@ class GuardedConnection(asyncio.Protocol):
         try:
             end = self._scanner.feed(data)
         except HeadRefused as refused:
-            self._answer_and_close(refused.status, refused.message, note=True)
+            self._refuse_head(refused)
             return
         if end is None:
             self._pending += data
@@ -271,8 +275,19 @@ class GuardedConnection(asyncio.Protocol):
 
     # closing
 
+    def _refuse_head(self, refused: HeadRefused) -> None:
+        # A client past a size limit may be pumping gigabytes: stop reading rather than read
+        # them to drop them. A client that reads while it sends (curl, browsers, httpx) reads
+        # the answer; one that writes all before reading gets the reset after LINGER_S.
+        self._answer_and_close(refused.status, refused.message, note=True, drop=False)
+
     def _answer_and_close(
-        self, status: int, message: str, retry_after: bool = False, note: bool = False
+        self,
+        status: int,
+        message: str,
+        retry_after: bool = False,
+        note: bool = False,
+        drop: bool = True,
     ) -> None:
         """Only while no response is in progress: the parser and the app write nothing more.
         `note`: count it among the refusals the table logs (it counts its own 503s)."""
@@ -282,15 +297,20 @@ class GuardedConnection(asyncio.Protocol):
         self._stop_serving()
         retry = self._limits.retry_after_s if retry_after else None
         self._transport.write(render_error(status, message, retry))
-        self._linger_then_close()
+        self._linger_then_close(drop)
 
-    def _linger_then_close(self) -> None:
-        """FIN after what was written; what the client still sends is dropped until it closes,
-        for LINGER_S and LINGER_MAX_BYTES at most, then the connection is closed."""
+    def _linger_then_close(self, drop: bool = True) -> None:
+        """FIN after what was written, then the connection is closed after LINGER_S, or once
+        the client closes. With `drop`, what the client still sends is read and dropped (up to
+        LINGER_MAX_BYTES), so a client that writes all before reading is not reset; without,
+        the socket is not read any more."""
         assert self._transport is not None
         if self._transport.can_write_eof() and self._table.start_lingering():
-            self._transport.write_eof()  # the answer, then FIN; we keep reading to drop
-            self._transport.resume_reading()  # the parser may have paused it
+            self._transport.write_eof()
+            if drop:
+                self._transport.resume_reading()  # the parser may have paused it
+            else:
+                self._transport.pause_reading()
             self._lingering = True
             self._arm(LINGER_S, self._transport.close)
         else:

@@ -13,6 +13,7 @@ deadline, served from the embedded checkpoints `make serve` serves.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -133,8 +134,11 @@ def assert_predictions_served(watch: Watch) -> None:
 
 
 def open_sockets(server: LiveServer) -> int:
-    fds = Path(f"/proc/{server.process.pid}/fd")
-    return sum(os.readlink(fd).startswith("socket:") for fd in fds.iterdir() if fd.exists())
+    count = 0
+    for fd in Path(f"/proc/{server.process.pid}/fd").iterdir():
+        with contextlib.suppress(FileNotFoundError):  # closed while we look
+            count += os.readlink(fd).startswith("socket:")
+    return count
 
 
 @pytest.mark.parametrize(

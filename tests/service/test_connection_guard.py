@@ -199,11 +199,11 @@ def test_a_never_ending_header_is_refused_after_the_limit_and_read_away(port):
         assert sent < 32 * 2**20  # refused before the client was done
 
 
-def test_a_slow_but_timely_head_is_served(port):
-    with Client(port) as sock:
+def test_a_slow_but_timely_head_is_served():
+    with guarded(ConnectionLimits(head_timeout_s=5)) as port, Client(port) as sock:
         for byte in GET:
             sock.send(bytes([byte]))
-            time.sleep(0.3 / len(GET))
+            time.sleep(1.0 / len(GET))  # a second for 30 bytes
         assert sock.answer()[::2] == (200, b"ok")
 
 
@@ -237,17 +237,19 @@ def test_an_idle_keep_alive_connection_is_closed_after_its_timeout(port):
     assert LIMITS.keep_alive_timeout_s - 0.05 <= waited < LIMITS.keep_alive_timeout_s + 0.5
 
 
-def test_the_head_deadline_of_a_later_request_starts_at_its_first_byte(port):
-    with Client(port) as sock:
+def test_the_head_deadline_of_a_later_request_starts_at_its_first_byte():
+    limits = ConnectionLimits(keep_alive_timeout_s=1.0, head_timeout_s=1.5)
+    with guarded(limits) as port, Client(port) as sock:
         sock.send(GET)
         assert sock.answer()[0] == 200
-        time.sleep(0.3)  # idle, below the keep-alive timeout
+        time.sleep(0.5)  # idle, below the keep-alive timeout
         first_byte = time.monotonic()
         sock.send(b"GET /ok HTTP/1.1\r\n")
         status, _, _ = sock.answer()
         waited = time.monotonic() - first_byte
-    assert status == 408  # not a silent keep-alive close at 0.4 s
-    assert LIMITS.head_timeout_s - 0.05 <= waited < LIMITS.head_timeout_s + 0.5
+    assert status == 408  # not a silent keep-alive close
+    # Counted from the response's end, the deadline would have come 0.5 s earlier.
+    assert limits.head_timeout_s - 0.05 <= waited < limits.head_timeout_s + 0.5
 
 
 def test_pipelined_requests_are_answered_in_order(port):

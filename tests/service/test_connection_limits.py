@@ -6,7 +6,7 @@ import dataclasses
 import resource
 
 from service.connection_guard import ConnectionLimits, fit_file_limit
-from service.connection_guard.limits import RESERVED_FDS, files_needed
+from service.connection_guard.limits import FDS_PER_SLOT, RESERVED_FDS, files_needed
 from service.settings import Settings
 
 
@@ -27,7 +27,7 @@ def test_the_defaults_are_the_settings_defaults():
 
 def test_limits_that_fit_the_open_file_limit_are_kept():
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-    limits = ConnectionLimits(max_connections=max(1, (soft - RESERVED_FDS) // 2))
+    limits = ConnectionLimits(max_connections=max(1, (soft - RESERVED_FDS) // FDS_PER_SLOT))
     assert files_needed(limits) <= soft
     assert fit_file_limit(limits) == limits
 
@@ -35,5 +35,5 @@ def test_limits_that_fit_the_open_file_limit_are_kept():
 def test_more_connections_than_files_allow_are_cut_to_what_fits():
     limits = fit_file_limit(ConnectionLimits(max_connections=10**9))
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)  # raised as far as allowed
-    assert limits.max_connections == (soft - RESERVED_FDS) // 2
+    assert limits.max_connections == (soft - RESERVED_FDS) // FDS_PER_SLOT
     assert files_needed(limits) <= soft
