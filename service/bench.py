@@ -1,16 +1,16 @@
 """`python -m service.bench`: the two loop schedulings side by side, and the raw engine.
 
 One run spawns one server per scheduling (`DYNALAY_LOOP_SCHEDULING=batch` and `iteration`, same
-model, same settings) and drives them with closed-loop HTTP load of real images, each cell (load
-× concurrency) measured in short time slices that alternate between the servers, so whatever
-else the machine does at the time weighs on both alike:
+model, same settings) and drives them with closed-loop HTTP load of real images. At each
+concurrency every load runs on every server in short time slices taken in turn, so whatever else
+the machine does at the time weighs on all of them alike:
   * adaptive — the agent decides every input;
   * mixed    — half the requests force `straight`, half `loop_all` (each client alternates);
   * straight / loop_all — every input forced (the references for the two ends).
 Per load, concurrency and scheduling: throughput, p50/p95/p99 overall and per answered action,
-the server-side queue/compute split from /metrics deltas, and every answer compared with the
-same input sent alone. Then, after the servers stopped (so nothing competes for the CPU), the
-engine alone in process at the same batch sizes. Ratios and the checks that decide whether
+the server-side queue/compute split from /metrics deltas (per concurrency level), and every
+answer compared with the same input sent alone; between the turns, the engine alone in process
+at the same batch sizes (the servers idle then). Ratios and the checks that decide whether
 iteration scheduling does its job come from this one run. Writes JSON.
 
     python -m service.bench                               # ~6 min on a 2-core CPU
@@ -159,11 +159,10 @@ def _run(args: argparse.Namespace) -> dict:
         raw = _RawEngine(args, info["name"], images)
         rounds = []
         for round_no in range(args.rounds):
-            for load in loads:
-                for level in levels:
-                    cell = _measure_cell(urls, info["name"], bodies[load], reference[load],
-                                         load, level, args, headers, raw)  # fmt: skip
-                    rounds += [{"round": round_no, **row} for row in cell]
+            for level in levels:
+                measured = _measure_level(urls, info["name"], bodies, reference, level, args,
+                                          headers, raw)  # fmt: skip
+                rounds += [{"round": round_no, **row} for row in measured]
     raw_rows = raw.rows()
     server_rows = _medians(rounds)
     report = {
@@ -182,29 +181,34 @@ def _run(args: argparse.Namespace) -> dict:
     return report
 
 
-def _measure_cell(urls, model, bodies, reference, load, level, args, headers, raw) -> list[dict]:
-    """One load at one concurrency on every server, in alternating time slices (A B B A A B
-    ...), so whatever else the machine does at the time weighs on all schedulings alike; after
-    each pair of slices a slice of the engine alone at the matching batch size (the servers are
-    idle then, so the two never compete for the CPU)."""
+def _measure_level(urls, model, bodies, reference, level, args, headers, raw) -> list[dict]:
+    """Every load on every server at one concurrency, in time slices taken in turn (the order
+    rotates from slice to slice), so whatever else the machine does weighs on every cell of
+    the level alike: schedulings and loads are compared side by side. After each turn, a slice
+    of the engine alone per load at the matching batch size (the servers idle meanwhile)."""
+    cells = [(load, scheduling) for load in bodies for scheduling in urls]
     before = {s: scrape(url, model) for s, url in urls.items()}
-    results: dict[str, LoadResult] = {}
-    order = list(urls)
+    results: dict[tuple[str, str], LoadResult] = {}
+    seconds = args.duration / args.slices
     for k in range(args.slices):
-        for scheduling in order if k % 2 == 0 else order[::-1]:
+        turn = cells[k % len(cells) :] + cells[: k % len(cells)]
+        for load, scheduling in turn if k % 2 == 0 else turn[::-1]:
             part = asyncio.run(
-                run_load(urls[scheduling], bodies, level, args.duration / args.slices, load,
-                         args.warmup, headers, reference)
+                run_load(urls[scheduling], bodies[load], level, seconds, load, args.warmup,
+                         headers, reference[load])
             )  # fmt: skip
-            if scheduling in results:
-                results[scheduling].extend(part)
+            if (load, scheduling) in results:
+                results[load, scheduling].extend(part)
             else:
-                results[scheduling] = part
-        raw.time(load, min(level, args.max_batch_size), args.duration / args.slices)
+                results[load, scheduling] = part
+        for load in bodies:
+            raw.time(load, min(level, args.max_batch_size), seconds)
+    after = {s: scrape(url, model) for s, url in urls.items()}
     rows = []
-    for scheduling, result in results.items():
+    for (load, scheduling), result in results.items():
         row = {"scheduling": scheduling, "load": load, **result.summary()}
-        row["server"] = server_split(before[scheduling], scrape(urls[scheduling], model))
+        # The /metrics deltas span the whole level: every load this server ran in it.
+        row["server"] = server_split(before[scheduling], after[scheduling])
         per_action = "  ".join(
             f"{a} p50 {v['latency_ms']['p50']:.1f}" for a, v in row["by_action"].items()
         )
