@@ -1,16 +1,16 @@
 """`python -m service.bench`: the two loop schedulings side by side, and the raw engine.
 
 One run spawns one server per scheduling (`DYNALAY_LOOP_SCHEDULING=batch` and `iteration`, same
-model, same settings) and drives them with closed-loop HTTP load of real images, each cell (load
-× concurrency) measured in short time slices that alternate between the servers, so whatever
-else the machine does at the time weighs on both alike:
+model, same settings) and drives them with closed-loop HTTP load of real images. At each
+concurrency every load runs on every server in short time slices taken in turn, so whatever else
+the machine does at the time weighs on all of them alike:
   * adaptive — the agent decides every input;
   * mixed    — half the requests force `straight`, half `loop_all` (each client alternates);
   * straight / loop_all — every input forced (the references for the two ends).
 Per load, concurrency and scheduling: throughput, p50/p95/p99 overall and per answered action,
-the server-side queue/compute split from /metrics deltas, and every answer compared with the
-same input sent alone. Then, after the servers stopped (so nothing competes for the CPU), the
-engine alone in process at the same batch sizes. Ratios and the checks that decide whether
+the server-side queue/compute split from /metrics deltas (per concurrency level), and every
+answer compared with the same input sent alone; between the turns, the engine alone in process
+at the same batch sizes (the servers idle then). Ratios and the checks that decide whether
 iteration scheduling does its job come from this one run. Writes JSON.
 
     python -m service.bench                               # ~6 min on a 2-core CPU
@@ -108,12 +108,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=1,
         help="repeat the whole interleaved grid; ratios use each cell's median (default: 1)",
     )
-    p.add_argument(
-        "--raw-seconds",
-        type=float,
-        default=2.0,
-        help="seconds per raw engine measurement, cut into --slices passes (default: 2)",
-    )
     p.add_argument("--max-batch-size", type=int, default=32, help="spawned servers (default: 32)")
     p.add_argument("--delay-ms", type=float, default=2.0, help="spawned servers (default: 2)")
     p.add_argument(
@@ -162,14 +156,14 @@ def _run(args: argparse.Namespace) -> dict:
             for s, url in urls.items()
         }
         reference = alone[schedulings[0]]  # every answer under load is compared with this
+        raw = _RawEngine(args, info["name"], images)
         rounds = []
         for round_no in range(args.rounds):
-            for load in loads:
-                for level in levels:
-                    cell = _measure_cell(urls, info["name"], bodies[load], reference[load],
-                                         load, level, args, headers)  # fmt: skip
-                    rounds += [{"round": round_no, **row} for row in cell]
-    raw_rows = _raw_engine(args, info["name"], images, loads, levels)
+            for level in levels:
+                measured = _measure_level(urls, info["name"], bodies, reference, level, args,
+                                          headers, raw)  # fmt: skip
+                rounds += [{"round": round_no, **row} for row in measured]
+    raw_rows = raw.rows()
     server_rows = _medians(rounds)
     report = {
         "meta": _meta(args, info, started, images),
@@ -187,26 +181,34 @@ def _run(args: argparse.Namespace) -> dict:
     return report
 
 
-def _measure_cell(urls, model, bodies, reference, load, level, args, headers) -> list[dict]:
-    """One load at one concurrency on every server, in alternating time slices (A B B A A B
-    ...), so whatever else the machine does at the time weighs on all schedulings alike."""
+def _measure_level(urls, model, bodies, reference, level, args, headers, raw) -> list[dict]:
+    """Every load on every server at one concurrency, in time slices taken in turn (the order
+    rotates from slice to slice), so whatever else the machine does weighs on every cell of
+    the level alike: schedulings and loads are compared side by side. After each turn, a slice
+    of the engine alone per load at the matching batch size (the servers idle meanwhile)."""
+    cells = [(load, scheduling) for load in bodies for scheduling in urls]
     before = {s: scrape(url, model) for s, url in urls.items()}
-    results: dict[str, LoadResult] = {}
-    order = list(urls)
+    results: dict[tuple[str, str], LoadResult] = {}
+    seconds = args.duration / args.slices
     for k in range(args.slices):
-        for scheduling in order if k % 2 == 0 else order[::-1]:
+        turn = cells[k % len(cells) :] + cells[: k % len(cells)]
+        for load, scheduling in turn if k % 2 == 0 else turn[::-1]:
             part = asyncio.run(
-                run_load(urls[scheduling], bodies, level, args.duration / args.slices, load,
-                         args.warmup, headers, reference)
+                run_load(urls[scheduling], bodies[load], level, seconds, load, args.warmup,
+                         headers, reference[load])
             )  # fmt: skip
-            if scheduling in results:
-                results[scheduling].extend(part)
+            if (load, scheduling) in results:
+                results[load, scheduling].extend(part)
             else:
-                results[scheduling] = part
+                results[load, scheduling] = part
+        for load in bodies:
+            raw.time(load, min(level, args.max_batch_size), seconds)
+    after = {s: scrape(url, model) for s, url in urls.items()}
     rows = []
-    for scheduling, result in results.items():
+    for (load, scheduling), result in results.items():
         row = {"scheduling": scheduling, "load": load, **result.summary()}
-        row["server"] = server_split(before[scheduling], scrape(urls[scheduling], model))
+        # The /metrics deltas span the whole level: every load this server ran in it.
+        row["server"] = server_split(before[scheduling], after[scheduling])
         per_action = "  ".join(
             f"{a} p50 {v['latency_ms']['p50']:.1f}" for a, v in row["by_action"].items()
         )
@@ -290,53 +292,58 @@ def _agree(alone: dict[str, dict[str, list[dict]]], schedulings: list[str]) -> d
     return {"compared": compared, "differing": differing, "holds": not differing}
 
 
-def _raw_engine(args, model: str, images, loads, levels) -> list[dict]:
-    """The engine alone at each load and batch size, round-robin in `args.slices` passes."""
-    engine = _load_engine(args, model)
-    spec = ImageSpec.from_preprocessing(engine.meta.preprocessing)
-    inputs = [decode_image(p.read_bytes(), spec, 10**8) for p in images]
-    sizes = sorted({min(level, args.max_batch_size) for level in levels})
-    batches = {}
-    for load in loads:
+class _RawEngine:
+    """The engine alone, in this process, timed slice by slice per (load, batch size)."""
+
+    def __init__(self, args, model: str, images) -> None:
+        self.engine = _load_engine(args, model)
+        spec = ImageSpec.from_preprocessing(self.engine.meta.preprocessing)
+        self.inputs = [decode_image(p.read_bytes(), spec, 10**8) for p in images]
+        self.timings: dict[tuple[str, int], _RawTiming] = {}
+
+    def time(self, load: str, size: int, seconds: float) -> None:
+        if (load, size) not in self.timings:
+            self.timings[load, size] = _RawTiming(self._batch(load, size))
+            self.engine.run(self.timings[load, size].batch)  # warm this shape
+        self.timings[load, size].time(self.engine, seconds)
+
+    def rows(self) -> list[dict]:
+        rows = []
+        for (load, size), timing in sorted(self.timings.items()):
+            rows.append({"load": load, "batch_size": size, **timing.summary()})
+            print(f"raw    {load:>9} b={size:<3} {rows[-1]['throughput_sps']:8.1f} samples/s")
+        return rows
+
+    def _batch(self, load: str, size: int) -> list[EngineInput]:
         actions = [ACTION_IDS[a] for a in LOADS[load]]
-        for size in sizes:
-            batch = [
-                EngineInput(inputs[(i // len(actions)) % len(inputs)], actions[i % len(actions)])
-                for i in range(size)
-            ]
-            engine.run(batch)  # warm this shape
-            batches[load, size] = batch
-    timings = {key: _RawTiming() for key in batches}
-    for _ in range(args.slices):
-        for key, batch in batches.items():
-            timings[key].time(engine, batch, args.raw_seconds / args.slices)
-    rows = []
-    for (load, size), timing in timings.items():
-        rows.append({"load": load, "batch_size": size, **timing.summary(size)})
-        print(f"raw    {load:>9} b={size:<3} {rows[-1]['throughput_sps']:8.1f} samples/s")
-    return rows
+        n = len(self.inputs)
+        return [
+            EngineInput(self.inputs[(i // len(actions)) % n], actions[i % len(actions)])
+            for i in range(size)
+        ]
 
 
 class _RawTiming:
-    def __init__(self) -> None:
+    def __init__(self, batch: list[EngineInput]) -> None:
+        self.batch = batch
         self.batches, self.seconds = 0, 0.0
         self.stages = dict.fromkeys(("straight", "agent", "loop", "head"), 0.0)
 
-    def time(self, engine: Engine, batch: list[EngineInput], seconds: float) -> None:
+    def time(self, engine: Engine, seconds: float) -> None:
         start = time.perf_counter()
         n = 0
         while n == 0 or time.perf_counter() - start < seconds:
-            for stage, lap in engine.run(batch).stage_seconds.items():
+            for stage, lap in engine.run(self.batch).stage_seconds.items():
                 self.stages[stage] = self.stages.get(stage, 0.0) + lap
             n += 1
         self.batches += n
         self.seconds += time.perf_counter() - start
 
-    def summary(self, size: int) -> dict:
+    def summary(self) -> dict:
         n = self.batches
         return {
             "batches": n,
-            "throughput_sps": round(n * size / self.seconds, 2),
+            "throughput_sps": round(n * len(self.batch) / self.seconds, 2),
             "batch_ms_mean": round(1000.0 * self.seconds / n, 3),
             "stage_ms_per_batch": {k: round(1000.0 * v / n, 3) for k, v in self.stages.items()},
         }

@@ -81,7 +81,7 @@ def test_bench_runs_end_to_end_with_tiny_settings(tmp_path):
     out = tmp_path / "bench.json"
     args = ["--model-dir", str(tmp_path / "models"), "--images", str(FIXTURES), "--levels", "1,2",
             "--loads", "mixed,straight", "--duration", "0.6", "--slices", "2", "--warmup", "0.1",
-            "--raw-seconds", "0.05", "--device", "cpu", "--out", str(out)]  # fmt: skip
+            "--device", "cpu", "--out", str(out)]  # fmt: skip
     main(args)
     report = json.loads(out.read_text())
     measured = {(r["scheduling"], r["load"], r["concurrency"]) for r in report["server"]}
@@ -92,7 +92,8 @@ def test_bench_runs_end_to_end_with_tiny_settings(tmp_path):
         assert row["answers_compared"] > 0 and row["answers_differing"] == 0
     mixed = [r for r in report["server"] if r["load"] == "mixed"]
     assert all(set(r["actions"]) == {"straight", "loop_all"} for r in mixed)
-    assert {r["batch_size"] for r in report["raw"]} == {1, 2}
+    raw = {(r["load"], r["batch_size"]) for r in report["raw"]}
+    assert raw == {(load, c) for load in loads for c in (1, 2)}
     assert report["answers_alone_agree"]["holds"] is True
     assert report["ratios"]["throughput_iteration_over_batch"]["mixed"]["1"] > 0
 
