@@ -54,15 +54,15 @@ data: $(STAMP)
 	test -d $(DATA)/wikitext-2 || (mkdir -p $(DATA)/wikitext-2 && for s in train valid test; do \
 		gunzip -c $(SHARED)/wikitext2/wiki.$$s.tokens.gz > $(DATA)/wikitext-2/wiki.$$s.tokens; done)
 
-## make train: retrain the embedded CIFAR-10 default on CPU, three stages (~100 min on 2 cores)
+## make train: retrain the embedded CIFAR-10 default on CPU, three stages (~95 min on 2 cores)
 train: $(STAMP)
-	$(PY) -m training fit --preset fast --dataset cifar10 --data-dir $(DATA) \
+	$(PY) -m training fit --preset fast-deep --dataset cifar10 --data-dir $(DATA) \
 		--out runs/cifar10-base/ckpt --run-dir runs/cifar10-base/run --name cifar10-base
-	$(PY) -m training fit --preset fast-loops-teacher --threads 2 --dataset cifar10 --data-dir $(DATA) \
+	$(PY) -m training fit --preset fast-deep-loops --dataset cifar10 --data-dir $(DATA) \
 		--init-from runs/cifar10-base/ckpt --out runs/cifar10-loops/ckpt \
-		--run-dir runs/cifar10-loops/run --name cifar10-loops-teacher
-	$(PY) -m training fit --preset fast-agent --dataset cifar10 --data-dir $(DATA) \
-		--init-from runs/cifar10-loops/ckpt --name cifar10 --version 0.3.0 --out checkpoints/cifar10 \
+		--run-dir runs/cifar10-loops/run --name cifar10-loops
+	$(PY) -m training fit --preset fast-deep-agent --dataset cifar10 --data-dir $(DATA) \
+		--init-from runs/cifar10-loops/ckpt --name cifar10 --version 0.4.0 --out checkpoints/cifar10 \
 		--run-dir runs/cifar10-agent/run
 
 ## make train-imdb: retrain the embedded IMDB default on CPU, three stages (see README "Training")

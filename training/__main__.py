@@ -3,7 +3,7 @@
 Examples
     # seconds-long smoke run on synthetic data (what the tests do)
     python -m training fit --dry-run --out /tmp/dry
-    # the embedded default on 2 CPU cores (recipe in training/presets.py, "cpu")
+    # the embedded default on 2 CPU cores (recipe in training/recipes/, "cpu")
     python -m training fit --preset cpu --dataset cifar10 --data-dir data --out checkpoints/cifar10
     # the thesis recipe (Adam 1e-3, batch 64, 20+20+60 epochs, α=0.5 β=0.3 γ=0.2)
     python -m training fit --dataset cifar10 --data-dir data --out checkpoints/cifar10-thesis

@@ -1,4 +1,5 @@
-"""Frozen, typed training configuration. Defaults are the thesis' (ch. 4); presets in presets.py.
+"""Frozen, typed training configuration. Defaults are the thesis' (ch. 4); recipes in
+training/recipes/.
 
 A config is plain data: it round-trips through JSON (`to_dict` / `TrainConfig.from_dict`, unknown
 keys rejected) and is stored in the checkpoint's `train` record and the resumable run state.
@@ -28,7 +29,7 @@ class DataConfig:
     test_subset: int | None = None
     synthetic_size: int = 512  # images per split when dataset == "synthetic"
     synthetic_classes: int = 10
-    # Text (training/text/): IMDB reviews keep their first max_length tokens (as the service
+    # Text (training/data/text/): IMDB reviews keep their first max_length tokens (as the service
     # does); the WordPiece tokenizer learns tokenizer_vocab ids from the training split.
     max_length: int = 256
     tokenizer_vocab: int = 12000
@@ -47,9 +48,9 @@ class OptimConfig:
     warmup_frac: float = 0.0  # share of backbone steps spent ramping up (onecycle)
     final_lr_frac: float = 0.0  # lr at the end as a share of the peak (onecycle/linear)
     grad_clip: float | None = None
-    # Lookahead averaging of the backbone weights (training/lookahead.py); None: off.
+    # Lookahead averaging of the backbone weights (training/loop/lookahead.py); None: off.
     lookahead: dict[str, float] | None = None
-    # lr multiple for the backbone's biases (training/optim.py); the fast recipes train their
+    # lr multiple for the backbone's biases (training/loop/optim.py); the fast recipes train their
     # BatchNorm shifts 64 × faster than the weights.
     bias_lr_scale: float = 1.0
     agent_lr: float = 1e-3  # agent uses Adam at a constant rate, as in the thesis
@@ -63,9 +64,10 @@ class PhaseConfig:
     warmup_epochs: int = 20  # phase 1: backbone only, every action trained
     agent_epochs: int = 20  # phase 2: agent only, backbone frozen
     joint_epochs: int = 60  # phase 3: both (thesis: 100 epochs in all)
-    # Backbone loss = straight_weight·CE(straight) + loop_weight·CE(looped action). Design §7: equal
-    # weights make loops idempotent (nothing for the agent to learn), so the straight pass is
-    # weighted lower to let the looped modes become a genuinely stronger function.
+    # Backbone loss = straight_weight·CE(straight) + loop_weight·CE(looped action). Measured on
+    # the fixed-point prototype: equal weights make the loops the straight pass' function again
+    # (nothing for the agent to choose), so the straight pass is weighted lower to let the
+    # looped modes become a genuinely stronger function (docs/recipes.md).
     straight_weight: float = 0.3
     loop_weight: float = 1.0
     loop_actions: str = "sample"  # sample: random looped action per sample | batch: one per batch
@@ -88,7 +90,7 @@ class PhaseConfig:
             raise ValueError(f"loop_teacher must be one of {LOOP_TEACHERS}")
 
 
-POLICY_ESTIMATORS = ("self_critical", "all_actions")  # training.steps.ESTIMATORS
+POLICY_ESTIMATORS = ("self_critical", "all_actions")  # training.loop.steps.ESTIMATORS
 
 
 @dataclass(frozen=True)
@@ -99,7 +101,7 @@ class AgentConfig:
     entropy: float = 0.01  # entropy bonus against policy collapse
     prob_floor: float = 0.1  # sampling mixes ε of uniform into the policy: p ≥ ε/4 per action
     cost_normalizer: float | None = None  # layer evaluations that count as cost 1 (None: max)
-    # Policy-gradient estimator (training.steps.ESTIMATORS): "self_critical" samples one action
+    # Policy-gradient estimator (training.loop.steps.ESTIMATORS): "self_critical" samples one action
     # (REINFORCE, greedy baseline); "all_actions" measures all four, exact gradient of E_p[R].
     estimator: str = "self_critical"
 

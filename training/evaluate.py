@@ -8,7 +8,9 @@ The JSON is stored as the checkpoint's metrics.json (model.checkpoint.write_metr
 
 from __future__ import annotations
 
+import argparse
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -17,13 +19,13 @@ import torch
 
 from model.actions import ACTIONS
 from model.checkpoint import load_checkpoint, write_metrics
-from training.collect import collect
 from training.config import AgentConfig, TrainConfig
 from training.data import load_split
 from training.data.batches import BatchIterator
-from training.distributed import resolve_device
-from training.metrics import full_metrics
-from training.reward import max_layer_evaluations
+from training.evaluation.collect import collect
+from training.evaluation.metrics import full_metrics
+from training.evaluation.reward import max_layer_evaluations
+from training.loop.distributed import resolve_device
 
 
 def evaluate_checkpoint(
@@ -90,9 +92,9 @@ def _evaluate_images(ckpt, train_cfg, dataset, data_dir, split, batch_size, limi
 
 def _evaluate_text(ckpt, train_cfg, dataset, data_dir, split, batch_size, limit, dev):
     """IMDB with the checkpoint's own tokenizer; WikiText-2 with its vocabulary."""
-    from training.text.batches import TextBatchIterator
-    from training.text.lm_metrics import lm_metrics
-    from training.text.prepare import checkpoint_split
+    from training.data.text.batches import TextBatchIterator
+    from training.data.text.prepare import checkpoint_split
+    from training.evaluation.lm_metrics import lm_metrics
 
     if data_dir is None:
         raise ValueError(f"{dataset} needs --data-dir")
@@ -113,7 +115,7 @@ def _classification_metrics(ckpt, train_cfg: TrainConfig, batches) -> dict[str, 
 def format_summary(m: dict[str, Any]) -> str:
     """A human-readable table of the headline numbers."""
     if "perplexity" in m:
-        from training.text.lm_metrics import format_lm_summary
+        from training.evaluation.lm_metrics import format_lm_summary
 
         return format_lm_summary(m)
     lines = [
@@ -152,3 +154,38 @@ def _train_config(train: dict[str, Any]) -> TrainConfig:
 
 def _fmt(v: float | None, digits: int = 4) -> str:
     return "-" if v is None else f"{v:.{digits}f}"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("checkpoint", type=Path)
+    p.add_argument("--data-dir", type=Path)
+    p.add_argument("--split", default="test", choices=("train", "valid", "test"))  # valid: LM
+    p.add_argument("--dataset", help="override the dataset recorded in the checkpoint")
+    p.add_argument("--batch-size", type=int, default=500)
+    p.add_argument("--limit", type=int, help="evaluate only the first N images")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--threads", type=int)
+    p.add_argument("--output", type=Path, help="also write the JSON here")
+    p.add_argument("--no-write", action="store_true", help="leave the checkpoint's metrics.json")
+    p.add_argument("--json", action="store_true", help="print the full JSON too")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    metrics = evaluate_checkpoint(
+        args.checkpoint,
+        args.data_dir,
+        args.split,
+        args.dataset,
+        args.batch_size,
+        args.limit,
+        args.device,
+        write=not args.no_write,
+        output=args.output,
+    )
+    print(format_summary(metrics))
+    if args.json:
+        json.dump(metrics, sys.stdout, indent=2, sort_keys=True)
+        print()
+    return 0

@@ -30,7 +30,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--limit", type=int, help="first N test images (default all)")
     p.add_argument("--max-iterations", type=int, default=8)
     p.add_argument("--out", type=Path, required=True)
-    p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -3,10 +3,11 @@ import json
 import pytest
 import torch
 
-from training.cli import build_parser, resolve_fit_config
+from training.cli import build_parser
 from training.config import TrainConfig, load_config_file
-from training.schedule import lr_factor
-from training.state import flatten_optimizer, unflatten_optimizer
+from training.fit_command import resolve_fit_config
+from training.loop.schedule import lr_factor
+from training.loop.state import flatten_optimizer, unflatten_optimizer
 
 
 def _resolve(*argv):

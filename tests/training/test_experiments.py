@@ -69,7 +69,7 @@ def test_table41(reports):
     )
     assert "DEQ with solvers" in rows["deq_solver"]["label"]
     assert rows["deq_solver"]["model_config"]["solver"] == "anderson"
-    # The timed agent path is the same computation as training.metrics' evaluation.
+    # The timed agent path is the same computation as training.evaluation.metrics' evaluation.
     m = doc["results"]["dynalay_metrics"]
     assert rows["dynalay"]["accuracy"] == pytest.approx(m["accuracy"])
     assert rows["dynalay"]["mean_layer_evaluations"] == pytest.approx(m["mean_layer_evaluations"])

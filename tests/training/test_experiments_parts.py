@@ -1,5 +1,5 @@
 """The experiment harness' parts: committed configs, timing hooks, the torchdeq baseline,
-inference policies against training.metrics, and the results page without results."""
+inference policies against training.evaluation.metrics, and the results page without results."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ import torch
 from model.backward import BACKWARDS, solve_loop
 from model.config import ModelConfig
 from model.network import build_model
-from training import steps as steps_module
 from training.cli import main
-from training.collect import collect
+from training.evaluation.collect import collect
+from training.evaluation.gate import gate_sweep
 from training.experiments import arms, deq_solver
 from training.experiments.inference import (
     agent_policy,
@@ -26,10 +26,10 @@ from training.experiments.page import write_page
 from training.experiments.registry import EXPERIMENTS
 from training.experiments.spec import MODES, available, load_recipe
 from training.experiments.timing import StepTimer, timed_training
-from training.gate import gate_sweep
-from training.optim import build_optimizers
-from training.presets import preset
-from training.steps import StepContext
+from training.loop import steps as steps_module
+from training.loop.optim import build_optimizers
+from training.loop.steps import StepContext
+from training.recipes import preset
 
 
 @pytest.fixture(autouse=True)
@@ -83,9 +83,9 @@ def test_timer_splits_forward_and_backward_and_restores_the_steps():
     before = dict(steps_module.STEPS)
     timer = StepTimer(torch.device("cpu"))
     x, y = torch.randn(8, 3, 32, 32), torch.randint(0, 10, (8,))
-    with timed_training(timer, optimizers, arm.step_overrides()):
+    with timed_training(timer, optimizers, arm.step_overrides()) as steps:
         for _ in range(2):
-            result = steps_module.STEPS["backbone"](ctx, x, y)
+            result = steps["backbone"](ctx, x, y)
             result.loss.backward()
             optimizers["backbone"].step()
     after = dict(steps_module.STEPS)

@@ -1,9 +1,9 @@
 import pytest
 import torch
 
-from training.collect import Outcomes
-from training.gate import accuracy_at_compute, gate_sweep
-from training.metrics import full_metrics
+from training.evaluation.collect import Outcomes
+from training.evaluation.gate import accuracy_at_compute, gate_sweep
+from training.evaluation.metrics import full_metrics
 
 
 def _outcomes() -> Outcomes:

@@ -6,9 +6,10 @@ import math
 import torch
 
 from training.config import merge
-from training.fit import build_net, fit
-from training.objective import cross_entropy
-from training.presets import preset
+from training.fit import fit
+from training.loop.objective import cross_entropy
+from training.loop.session import build_net
+from training.recipes import preset
 
 
 def test_label_smoothing_mixes_the_target_with_the_uniform_distribution():

@@ -1,12 +1,12 @@
 import torch
 
 from training.config import merge
-from training.fit import build_net
-from training.optim import build_optimizers
-from training.policy import expected_reward_loss
-from training.presets import preset
-from training.steps import StepContext, agent_step, backbone_step, joint_step
-from training.steps import _reward as _reward_of
+from training.loop.optim import build_optimizers
+from training.loop.policy import expected_reward_loss
+from training.loop.session import build_net
+from training.loop.steps import StepContext, agent_step, backbone_step, joint_step
+from training.loop.steps import _reward as _reward_of
+from training.recipes import preset
 
 CFG = merge(preset("tiny"), {"model": {"max_iter": 4}})
 
@@ -100,7 +100,7 @@ def test_backbone_step_without_loop_weight_runs_only_the_straight_pass():
 
 
 def test_loop_focus_weights_the_samples_the_straight_pass_gets_wrong():
-    from training.steps import loop_loss
+    from training.loop.steps import loop_loss
 
     cfg = merge(CFG, {"phases": {"loop_focus": 2.0}, "optim": {"label_smoothing": 0.0}})
     net = build_net(cfg, 10, torch.device("cpu"))
@@ -114,7 +114,7 @@ def test_loop_focus_weights_the_samples_the_straight_pass_gets_wrong():
 
 
 def test_flip_teacher_targets_the_mirror_averaged_straight_pass():
-    from training.steps import loop_loss
+    from training.loop.steps import loop_loss
 
     cfg = merge(CFG, {"phases": {"loop_teacher": "flip", "loop_teacher_weight": 1.0}})
     net = build_net(cfg, 10, torch.device("cpu")).eval()

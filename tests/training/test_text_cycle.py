@@ -13,7 +13,7 @@ from model.checkpoint import load_checkpoint
 from service.app import create_app
 from tests.service.helpers import serving, settings_for
 from training.cli import main
-from training.text.synthetic import write_imdb_layout, write_wikitext_layout
+from training.data.text.synthetic import write_imdb_layout, write_wikitext_layout
 
 MAX_LENGTH = 24  # the text-tiny preset's
 

@@ -5,12 +5,12 @@ import pytest
 import torch
 from tokenizers import Tokenizer
 
-from training.text.batches import TextBatchIterator
-from training.text.imdb import CLASSES, load_imdb
-from training.text.split import from_sequences, lm_sequences
-from training.text.synthetic import write_imdb_layout, write_wikitext_layout
-from training.text.tokenizer import PAD_ID, encode_texts, load_or_train, train_tokenizer
-from training.text.wikitext import EOS, PAD, load_wikitext
+from training.data.text.batches import TextBatchIterator
+from training.data.text.imdb import CLASSES, load_imdb
+from training.data.text.split import from_sequences, lm_sequences
+from training.data.text.synthetic import write_imdb_layout, write_wikitext_layout
+from training.data.text.tokenizer import PAD_ID, encode_texts, load_or_train, train_tokenizer
+from training.data.text.wikitext import EOS, PAD, load_wikitext
 
 CORPUS = [
     "A wonderful film.<br /><br />Great acting!",

@@ -1,4 +1,4 @@
-"""Experiments of the thesis' chapter 4, side by side with baselines (issue 7).
+"""Experiments of the thesis' chapter 4, side by side with baselines.
 
     python -m training experiment NAME [--data-dir DIR] [--reduced | --dry-run]
     python -m training experiment page        # reports/README.md from reports/*/results.json

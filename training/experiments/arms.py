@@ -7,7 +7,7 @@
 - dynalay: the three-phase agent training of training.fit (the config's estimator).
 - dynalay_all_actions: the same with the exact all-actions policy gradient.
 The confidence gate and the per-sample oracle need no training of their own: they are read off
-the DynaLay backbone (training.metrics), so they share its data, budget and evaluation.
+the DynaLay backbone (training.evaluation.metrics), so they share its data, budget and evaluation.
 
 Same budget: a forced arm trains the backbone for as many epochs as DynaLay's backbone does
 (warm-up + joint), with the same optimiser, schedule, augmentation and seed.
@@ -24,7 +24,7 @@ from training.config import TrainConfig, merge
 from training.experiments import deq_solver
 from training.experiments.forced import forced_step
 from training.experiments.timing import StepFn
-from training.phases import backbone_epochs
+from training.loop.phases import backbone_epochs
 
 NEVER = 10**9  # eval_every for forced arms: their per-epoch agent-path evaluation means nothing
 

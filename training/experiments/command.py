@@ -57,11 +57,11 @@ def run(args: argparse.Namespace) -> int:
 def run_experiment(
     name: str, mode: str, root: Path, overrides: dict[str, Any], quiet: bool, command: str
 ) -> Path:
-    from training.distributed import init_runtime, shutdown
     from training.experiments.context import Context
     from training.experiments.output import write_results
     from training.experiments.registry import experiment_module
     from training.experiments.spec import load_recipe
+    from training.loop.distributed import init_runtime, shutdown
 
     recipe = load_recipe(name, mode, overrides)
     data = recipe.train.data

@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from training.distributed import Runtime
 from training.experiments.spec import Recipe
+from training.loop.distributed import Runtime
 
 
 @dataclass

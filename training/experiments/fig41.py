@@ -1,6 +1,6 @@
 """Fig 4.1: how often the trained agent picks each action on the test set (and per epoch).
 
-One DynaLay run; the figure is training.report's action-frequency plot of that run.
+One DynaLay run; the figure is training.evaluation.plots' action-frequency plot of that run.
 """
 
 from __future__ import annotations
@@ -8,11 +8,11 @@ from __future__ import annotations
 from typing import Any
 
 from model.actions import ACTIONS
+from training.evaluation.plots import Run, plot_action_frequencies
 from training.experiments import arms, thesis
 from training.experiments import markdown as md
 from training.experiments.context import Context
 from training.experiments.runner import train_arm
-from training.report import Run, plot_action_frequencies
 
 TITLE = "Fig 4.1 — the agent's action frequencies on the test set"
 

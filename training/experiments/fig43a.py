@@ -3,7 +3,7 @@
 Two series per seed: the test reward of the greedy agent (every epoch, from the first: during
 the backbone warm-up the untrained agent picks straight, so it tracks the backbone), and the
 training reward of the sampled actions (agent and joint phases). The test figure is
-training.report's reward plot (per seed and their mean).
+training.evaluation.plots' reward plot (per seed and their mean).
 """
 
 from __future__ import annotations
@@ -18,11 +18,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from training.config import merge
+from training.evaluation.plots import Run, plot_reward
 from training.experiments import arms, thesis
 from training.experiments import markdown as md
 from training.experiments.context import Context
 from training.experiments.runner import train_arm
-from training.report import Run, plot_reward
 
 TITLE = "Fig 4.3a — reward per epoch over seeds"
 

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from model.actions import N_ACTIONS
 from training.experiments.timing import StepFn
-from training.steps import StepContext, StepResult
+from training.loop.steps import StepContext, StepResult
 
 
 def forced_step(action: int) -> StepFn:

@@ -1,9 +1,10 @@
-"""Trains one arm with training.fit's own session and epoch code, timed, then evaluates it.
+"""Trains one arm with the training loop's public API (training.loop.session), timed.
 
 Nothing is re-implemented here: the session (data, net, optimizers, batches), the epoch (phase,
 seeded action sampling, run_epoch, per-epoch evaluation) and the final evaluation (forced
-actions, oracle, gate) are fit's. Arms only swap the phase step (forced arms) and may start from
-given weights (the β sweep's shared backbone). No checkpoint or run state is written.
+actions, oracle, gate) are the loop's, as `fit` uses them. Arms only pass their own step table
+(timed, and forced for forced arms) and may start from given weights (the β sweep's shared
+backbone). No checkpoint or run state is written.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from typing import Any
 import torch
 
 from model.network import DynaLayNet
-from training import fit
 from training.config import TrainConfig
 from training.experiments.arms import Arm
 from training.experiments.context import Context
@@ -26,15 +26,16 @@ from training.experiments.inference import (
     timed_inference,
 )
 from training.experiments.timing import StepTimer, TrainTiming, timed_training
+from training.loop.session import Progress, Session, final_metrics, open_session, train_epoch
 
 
 @dataclass
 class ArmRun:
     arm: Arm
     cfg: TrainConfig
-    session: fit.Session
+    session: Session
     history: list[dict[str, Any]]
-    metrics: dict[str, Any]  # training.metrics.full_metrics on the test split
+    metrics: dict[str, Any]  # training.evaluation.metrics.full_metrics on the test split
     timing: TrainTiming
 
     @property
@@ -60,21 +61,21 @@ def train_arm(
     tag: str = "",
 ) -> ArmRun:
     cfg = arm.config(cfg or ctx.recipe.train)
-    s = fit._session(cfg, ctx.runtime, run_dir=None, fresh=True)  # no run state: nothing cached
+    s = open_session(cfg, ctx.runtime, run_dir=None, fresh=True)  # no run state: nothing cached
     if init_state is not None:
         s.net.load_state_dict(init_state)
     timer = StepTimer(ctx.runtime.device)
-    progress = fit.Progress()
+    progress = Progress()
     name = f"{arm.name}{tag} seed {cfg.seed}"
-    with timed_training(timer, s.optimizers, arm.step_overrides()):
+    with timed_training(timer, s.optimizers, arm.step_overrides()) as steps:
         for epoch in range(cfg.total_epochs):
-            record = fit._train_epoch(s, epoch, progress, quiet=ctx.quiet)
+            record = train_epoch(s, epoch, progress, quiet=ctx.quiet, steps=steps)
             if arm.action is not None:
                 # The trainer's evaluation follows the agent, a path a forced model never takes.
                 record.pop("test", None)
             ctx.say(f"{name}: {_line(record, cfg.total_epochs)}")
     timer.timing.train_seconds = sum(r["train"]["seconds"] for r in progress.history)
-    metrics = fit._final_metrics(s)
+    metrics = final_metrics(s)
     return ArmRun(arm, cfg, s, progress.history, metrics, timer.timing)
 
 

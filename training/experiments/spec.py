@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from training.config import TrainConfig, merge
-from training.presets import preset
+from training.recipes import preset
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "experiments"
 MODES = ("full", "reduced", "dry_run")

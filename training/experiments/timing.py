@@ -1,6 +1,6 @@
 """Training wall time split into forward and backward, without touching the trainer.
 
-training.trainer.run_epoch does, per batch: step_fn(ctx, x, y) → loss.backward() → gradient
+training.loop.epoch.run_epoch does, per batch: step_fn(ctx, x, y) → loss.backward() → gradient
 average/clip → optimizer.step(). So the forward is the step function's duration (wrapped here)
 and the backward runs from its return to the first optimizer step (an optimizer step pre-hook),
 which also holds the gradient average (a no-op in one process) and clipping. The rest of the
@@ -11,17 +11,14 @@ synchronises, so queued kernels are charged to the stage that launched them.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from training import steps as steps_module
-from training.steps import StepContext, StepResult
-
-StepFn = Callable[[StepContext, torch.Tensor, torch.Tensor], StepResult]
+from training.loop.steps import STEPS, StepContext, StepFn, StepResult
 
 
 @dataclass
@@ -82,23 +79,15 @@ def timed_training(
     timer: StepTimer,
     optimizers: dict[str, torch.optim.Optimizer],
     overrides: dict[str, StepFn] | None = None,
-) -> Iterator[None]:
-    """Routes the trainer's phase steps (optionally replaced by `overrides`) through `timer`.
-
-    run_epoch looks its step up in training.steps.STEPS at call time, so swapping the entries
-    for the duration of one arm's training is enough; they are restored afterwards.
-    """
-    table = steps_module.STEPS
-    saved = dict(table)
+) -> Iterator[dict[str, StepFn]]:
+    """Yields the phase step table (the trainer's STEPS, with `overrides` in place) routed
+    through `timer`, to pass to train_epoch(..., steps=...); the optimizer hooks that close
+    each backward are removed afterwards."""
     handles = [
         opt.register_step_pre_hook(timer.before_optimizer_step) for opt in optimizers.values()
     ]
     try:
-        for phase, fn in {**saved, **(overrides or {})}.items():
-            table[phase] = timer.wrap(fn)
-        yield
+        yield {phase: timer.wrap(fn) for phase, fn in {**STEPS, **(overrides or {})}.items()}
     finally:
-        table.clear()
-        table.update(saved)
         for h in handles:
             h.remove()

@@ -5,7 +5,6 @@ from __future__ import annotations
 from training.config import PhaseConfig
 
 BACKBONE, AGENT, JOINT = "backbone", "agent", "joint"
-PHASES = (BACKBONE, AGENT, JOINT)
 
 
 def phase_of(epoch: int, p: PhaseConfig) -> str:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import torch
 
 from training.data.batches import Shard, epoch_indices
-from training.text.split import TokenSplit
+from training.data.text.split import TokenSplit
 
 
 @dataclass

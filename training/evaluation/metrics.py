@@ -7,9 +7,9 @@ from typing import Any
 import torch
 
 from model.actions import ACTIONS, N_ACTIONS
-from training.collect import Outcomes
-from training.gate import accuracy_at_compute, gate_sweep
-from training.reward import reward
+from training.evaluation.collect import Outcomes
+from training.evaluation.gate import accuracy_at_compute, gate_sweep
+from training.evaluation.reward import reward
 
 
 def _mean(t: torch.Tensor) -> float | None:
@@ -69,7 +69,8 @@ def oracle_summary(o: Outcomes) -> dict[str, float | None]:
 def full_metrics(
     o: Outcomes, alpha: float, beta: float, normalizer: float, gate_action: int = N_ACTIONS - 1
 ) -> dict[str, Any]:
-    """Agent, forced actions, oracle, confidence-gate sweep and the issue's comparison checks."""
+    """Agent, forced actions, oracle, confidence-gate sweep and the checks a release is held to
+    (the agent against the best forced action and the gate at its compute, not collapsed)."""
     agent = agent_summary(o, alpha, beta, normalizer)
     forced = forced_summary(o)
     sweeps = {ACTIONS[a]: gate_sweep(o, a) for a in range(1, N_ACTIONS)}

@@ -1,5 +1,5 @@
-"""What a fit needs from a dataset, whatever its modality: batches, classes, model fields and the
-checkpoint's preprocessing (images: training/fit.py; text: training/text/prepare.py)."""
+"""What a fit needs from a dataset, whatever its modality: batches, classes, model fields and
+the checkpoint's preprocessing (images: data/prepare.py; text: data/text/prepare.py)."""
 
 from __future__ import annotations
 

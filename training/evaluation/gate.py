@@ -1,4 +1,4 @@
-"""The confidence-gate baseline (design §7): loop when the straight pass is unsure.
+"""The confidence-gate baseline: loop when the straight pass is unsure.
 
 Gate(t): input i takes `action` if its straight top probability < t, else stays straight.
 Computed from the forced-action outcomes, so every point is what that gate would have scored on
@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from training.collect import Outcomes
+from training.evaluation.collect import Outcomes
 
 # Every 0.05, refined near 1 where a trained net's top probabilities pile up; 1.01 = loop all.
 DEFAULT_THRESHOLDS = (

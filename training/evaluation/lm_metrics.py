@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from model.actions import ACTIONS, N_ACTIONS
 from model.network import DynaLayNet, ForwardOutput
-from training.objective import PAD_ID
+from training.data.text.tokenizer import PAD_ID
 
 
 class _Tally:

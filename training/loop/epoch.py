@@ -10,12 +10,12 @@ import torch
 from tqdm import tqdm
 
 from model.actions import ACTIONS, N_ACTIONS
-from training.distributed import Runtime, average_gradients
-from training.lookahead import Lookahead, LookaheadConfig
-from training.optim import set_lr, stem_to_eval
-from training.phases import trains_agent, trains_backbone
-from training.schedule import lr_factor
-from training.steps import STEPS, StepContext
+from training.loop.distributed import Runtime, average_gradients
+from training.loop.lookahead import Lookahead, LookaheadConfig
+from training.loop.optim import set_lr, stem_to_eval
+from training.loop.phases import trains_agent, trains_backbone
+from training.loop.schedule import lr_factor
+from training.loop.steps import STEPS, StepContext, StepFn
 
 
 @dataclass
@@ -35,10 +35,11 @@ def run_epoch(
     batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
     runtime: Runtime,
     quiet: bool = False,
+    steps: dict[str, StepFn] = STEPS,
 ) -> tuple[dict, int]:
-    """Trains one epoch; returns (epoch log, backbone steps taken so far)."""
+    """Trains one epoch with steps[plan.phase]; returns (epoch log, backbone steps so far)."""
     o = ctx.cfg.optim
-    step_fn = STEPS[plan.phase]
+    step_fn = steps[plan.phase]
     ctx.net.train()
     if ctx.cfg.phases.freeze_stem:
         stem_to_eval(ctx.net)

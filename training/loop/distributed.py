@@ -64,13 +64,6 @@ def shutdown(runtime: Runtime) -> None:
         dist.destroy_process_group()
 
 
-def all_reduce_sum(t: torch.Tensor, runtime: Runtime) -> torch.Tensor:
-    """Sums t over ranks in place (no-op for one process); returns t."""
-    if runtime.distributed:
-        dist.all_reduce(t, op=dist.ReduceOp.SUM)
-    return t
-
-
 def average_gradients(params: Iterable[torch.nn.Parameter], runtime: Runtime) -> None:
     """Averages .grad over ranks with one flattened all_reduce.
 

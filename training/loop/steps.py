@@ -2,11 +2,12 @@
 
 Shapes: x (B, 3, H, W) normalised or token ids (B, T) (0 = padding, lengths follow from it),
 y (B,) long; logits (B, C); agent_logits (B, 4). Language models: y and logits per token,
-(B, T) and (B, T, V) — training/objective.py handles both.
+(B, T) and (B, T, V) — training/loop/objective.py handles both.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -15,15 +16,15 @@ import torch.nn.functional as F
 from model.actions import N_ACTIONS
 from model.network import DynaLayNet, ForwardOutput, StraightPass
 from training.config import TrainConfig
-from training.objective import cross_entropy, sample_scores
-from training.policy import (
+from training.evaluation.reward import reward
+from training.loop.objective import cross_entropy, sample_scores
+from training.loop.policy import (
     PolicyLoss,
     expected_reward_loss,
     greedy_actions,
     policy_loss,
     sample_actions,
 )
-from training.reward import reward
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,8 @@ def backbone_step(ctx: StepContext, x: torch.Tensor, y: torch.Tensor) -> StepRes
     """Phase 1: the straight pass and a random looped action, so every mode learns.
 
     Loss = w_s·CE(straight) + w_l·CE(looped). A low w_s lets the looped modes become a stronger
-    function than one pass (design §7), which is what gives the agent something to choose.
+    function than one pass (measured: at equal weights the loops become the same function as
+    the straight pass; docs/recipes.md), which is what gives the agent something to choose.
     """
     p = ctx.cfg.phases
     straight = ctx.net.straight(x)
@@ -135,7 +137,10 @@ def joint_step(ctx: StepContext, x: torch.Tensor, y: torch.Tensor) -> StepResult
     return StepResult(loss, stats, greedy)
 
 
-STEPS = {"backbone": backbone_step, "agent": agent_step, "joint": joint_step}
+StepFn = Callable[[StepContext, torch.Tensor, torch.Tensor], StepResult]
+
+# phase → step; run_epoch takes this table (or a caller's own, e.g. timed or forced steps).
+STEPS: dict[str, StepFn] = {"backbone": backbone_step, "agent": agent_step, "joint": joint_step}
 
 
 def _policy_terms(ctx, straight: StraightPass, agent_logits, y, grad: bool):

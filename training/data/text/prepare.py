@@ -16,12 +16,12 @@ from tokenizers import Tokenizer
 from model.checkpoint import LoadedCheckpoint
 from training.config import TrainConfig
 from training.data.batches import Shard
-from training.prepared import PreparedData
-from training.text.batches import TextBatchIterator
-from training.text.imdb import TextSplit, load_imdb
-from training.text.split import TokenSplit, from_sequences, lm_sequences
-from training.text.tokenizer import TOKENIZER_FILE, encode_texts, load_or_train
-from training.text.wikitext import load_wikitext
+from training.data.prepared import PreparedData
+from training.data.text.batches import TextBatchIterator
+from training.data.text.imdb import TextSplit, load_imdb
+from training.data.text.split import TokenSplit, from_sequences, lm_sequences
+from training.data.text.tokenizer import TOKENIZER_FILE, encode_texts, load_or_train
+from training.data.text.wikitext import load_wikitext
 
 
 def prepare_text(

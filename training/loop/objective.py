@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-PAD_ID = 0  # model contract: token id 0 is padding, never a target
+from training.data.text.tokenizer import PAD_ID  # token id 0 pads, never a target
 
 
 def cross_entropy(logits: torch.Tensor, y: torch.Tensor, label_smoothing: float = 0.0):

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from training.text.tokenizer import PAD_ID
+from training.data.text.tokenizer import PAD_ID
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,100 @@
+"""Image datasets → what a fit needs (training/data/prepared.py); text goes to data/text."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from model.checkpoint import load_checkpoint
+from training.config import TrainConfig
+from training.data import ImageSplit, load_split
+from training.data.batches import BatchIterator, Shard
+from training.data.prepared import PreparedData
+from training.data.stats import channel_stats, image_preprocessing
+from training.data.text import TEXT_DATASETS
+
+TOKENIZER_CACHE = "tokenizer.json"  # in the run dir: a resumed text run keeps its token ids
+
+
+@dataclass(frozen=True)
+class Data:
+    train: ImageSplit
+    test: ImageSplit
+    mean: list[float]
+    std: list[float]
+
+
+def load_data(cfg: TrainConfig) -> Data:
+    d = cfg.data
+    kw = {
+        "data_dir": d.data_dir,
+        "download": d.download,
+        "synthetic_size": d.synthetic_size,
+        "n_classes": d.synthetic_classes,
+    }
+    train = load_split(d.dataset, "train", **kw)
+    test = load_split(d.dataset, "test", **kw)
+    if d.train_subset:
+        train = train.subset(d.train_subset)
+    if d.test_subset:
+        test = test.subset(d.test_subset)
+    mean, std = channel_stats(train)
+    return Data(train, test, mean, std)
+
+
+def _start_tokenizer(cfg: TrainConfig) -> Path | None:
+    """The --init-from checkpoint's tokenizer file, if it has one."""
+    if not cfg.init_from:
+        return None
+    pre = load_checkpoint(cfg.init_from).preprocessing
+    return Path(cfg.init_from) / pre["tokenizer"] if pre.get("tokenizer") else None
+
+
+def prepare_data(
+    cfg: TrainConfig,
+    device: torch.device,
+    shard: Shard,
+    run_dir: Path | None = None,
+    fresh: bool = False,
+) -> PreparedData:
+    """The dataset's batches and checkpoint metadata: images here, text in data/text/.
+
+    shard: this process' share of the training batches (evaluation always runs everything)."""
+    if cfg.data.dataset in TEXT_DATASETS:
+        from training.data.text.prepare import prepare_text
+
+        cache = run_dir / TOKENIZER_CACHE if run_dir else None
+        start = _start_tokenizer(cfg)
+        return prepare_text(cfg, device, shard, cache, fresh, start)
+    data = load_data(cfg)
+    return PreparedData(
+        train_it=make_batches(cfg, data.train, data, device, shard),
+        test_it=make_batches(cfg, data.test, data, device, None),
+        classes=data.train.classes,
+        model={"arch": "cnn"},
+        preprocessing=image_preprocessing(data.mean, data.std, cfg.model.get("image_size", 32)),
+    )
+
+
+def make_batches(
+    cfg: TrainConfig, split: ImageSplit, data: Data, device: torch.device, shard: Shard | None
+) -> BatchIterator:
+    """Training batches (this shard's, augmented) or, with shard None, evaluation batches."""
+    train = shard is not None
+    return BatchIterator(
+        split=split,
+        batch_size=cfg.optim.batch_size if train else cfg.eval_batch_size,
+        mean=torch.tensor(data.mean, device=device),
+        std=torch.tensor(data.std, device=device),
+        device=device,
+        train=train,
+        pad=cfg.data.pad,
+        flip=cfg.data.flip,
+        seed=cfg.seed,
+        # Evaluation runs the full split on every rank: no collectives, identical numbers.
+        shard=shard or Shard(),
+        channels_last=cfg.channels_last,
+        flip_mode=cfg.data.flip_mode,
+    )

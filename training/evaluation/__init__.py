@@ -1,0 +1,2 @@
+"""Evaluation and reporting: per-sample outcomes (collect.py) → metrics.json numbers
+(metrics.py, gate.py, lm_metrics.py) → the report's pictures (plots.py, sweep.py, tradeoff.py)."""

@@ -1,0 +1,221 @@
+"""One training run's state and its steps: build the session, train an epoch, evaluate.
+
+The public face of the training loop. `training.fit` strings these together into a resumable
+run that ends in a checkpoint; the experiments call them as they are, passing their own step
+table (`steps`) where they time or force the phase steps.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from model.checkpoint import load_checkpoint
+from model.config import ModelConfig
+from model.network import DynaLayNet, build_model
+from training.config import TrainConfig
+from training.data.augment import normalize
+from training.data.batches import BatchIterator, Shard
+from training.data.prepare import prepare_data
+from training.data.prepared import BatchSource, PreparedData
+from training.evaluation.collect import collect
+from training.evaluation.metrics import agent_summary, full_metrics
+from training.evaluation.reward import max_layer_evaluations
+from training.loop.distributed import Runtime
+from training.loop.epoch import EpochPlan, run_epoch
+from training.loop.optim import build_optimizers, freeze_stem
+from training.loop.phases import backbone_epochs, phase_of
+from training.loop.state import load_state, save_state
+from training.loop.steps import STEPS, StepContext, StepFn
+
+
+@dataclass
+class Session:
+    """Everything one fit needs, built once."""
+
+    cfg: TrainConfig
+    runtime: Runtime
+    data: PreparedData
+    net: DynaLayNet
+    optimizers: dict[str, torch.optim.Optimizer]
+    train_it: BatchSource
+    test_it: BatchSource
+    n_batches: int
+    normalizer: float
+
+
+@dataclass
+class Progress:
+    """What the resumable state records: epochs done, lr-schedule position, history."""
+
+    epoch: int = 0
+    backbone_step: int = 0
+    seconds: float = 0.0
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def build_net(
+    cfg: TrainConfig, n_classes: int, device: torch.device, fields: dict[str, Any] | None = None
+) -> DynaLayNet:
+    """fields: ModelConfig fields the data fixes (PreparedData.model); cfg.model wins."""
+    torch.manual_seed(cfg.seed)
+    base = {"arch": "cnn", "n_classes": n_classes, **(fields or {})}
+    model_cfg = ModelConfig.from_dict({**base, **cfg.model})
+    net = build_model(model_cfg).to(device)
+    if cfg.channels_last:
+        net = net.to(memory_format=torch.channels_last)
+    return net
+
+
+def cost_normalizer(cfg: TrainConfig, net: DynaLayNet) -> float:
+    return cfg.agent.cost_normalizer or float(max_layer_evaluations(net.config.max_iter))
+
+
+def open_session(
+    cfg: TrainConfig, runtime: Runtime, run_dir: Path | None = None, fresh: bool = False
+) -> Session:
+    shard = Shard(runtime.rank, runtime.world)
+    data = prepare_data(cfg, runtime.device, shard, run_dir, fresh)
+    net = build_net(cfg, len(data.classes), runtime.device, data.model)
+    if hasattr(net.backbone, "init_whitening"):
+        # From the first training images; a resumed or --init-from run overwrites it.
+        net.backbone.init_whitening(_whitening_images(data.train_it))
+    if cfg.phases.freeze_stem:
+        freeze_stem(net)
+    return Session(
+        cfg=cfg,
+        runtime=runtime,
+        data=data,
+        net=net,
+        optimizers=build_optimizers(net, cfg.optim),
+        train_it=data.train_it,
+        test_it=data.test_it,
+        n_batches=data.train_it.num_batches(cfg.max_batches),
+        normalizer=cost_normalizer(cfg, net),
+    )
+
+
+def _whitening_images(train_it: BatchIterator, n: int = 5000) -> torch.Tensor:
+    """The first n training images, normalised, unaugmented: (n, C, H, W)."""
+    images = train_it.split.images[:n].to(train_it.device)
+    return normalize(images, train_it.mean, train_it.std)
+
+
+def init_weights(net: DynaLayNet, checkpoint: Path) -> None:
+    """Copy a checkpoint's weights into `net`; the model configs must agree."""
+    loaded = load_checkpoint(checkpoint)
+    if loaded.config != net.config:
+        raise ValueError(
+            f"{checkpoint}: its model config differs from this run's; init_from needs the same "
+            "architecture"
+        )
+    net.load_state_dict(loaded.net.state_dict())
+
+
+def resume(s: Session, run_dir: Path) -> Progress:
+    info = load_state(run_dir, s.net, s.optimizers)
+    # Keys added to the config since the state was saved take their defaults.
+    if TrainConfig.from_dict(info["config"]).to_dict() != s.cfg.to_dict():
+        raise ValueError(
+            f"{run_dir}: holds a run with a different config; pass --fresh to "
+            "start over or choose another --run-dir"
+        )
+    return Progress(info["epoch"], info["backbone_step"], info["seconds"], info["history"])
+
+
+def train_epoch(
+    s: Session,
+    epoch: int,
+    progress: Progress,
+    quiet: bool,
+    steps: dict[str, StepFn] | None = None,
+) -> dict[str, Any]:
+    """Trains one epoch, evaluates if due, appends the record to progress.history.
+
+    steps: the phase → step function table (default training.loop.steps.STEPS); callers that
+    time or force the steps pass their own."""
+    cfg = s.cfg
+    phase = phase_of(epoch, cfg.phases)
+    # Seeded per epoch, so a resumed run samples the same actions as an uninterrupted one.
+    gen = torch.Generator(device=s.runtime.device).manual_seed(cfg.seed * 100_003 + epoch)
+    ctx = StepContext(s.net, cfg, s.normalizer, gen)
+    backbone_total = backbone_epochs(cfg.phases) * s.n_batches
+    plan = EpochPlan(
+        phase, epoch, cfg.total_epochs, s.n_batches, progress.backbone_step, backbone_total
+    )
+    t0 = time.perf_counter()
+    batches = s.train_it.batches(epoch, cfg.max_batches)
+    # Stats are this rank's batch means (rank 0's are logged under torchrun).
+    train_log, progress.backbone_step = run_epoch(
+        ctx, s.optimizers, plan, batches, s.runtime, quiet, steps or STEPS
+    )
+    train_log["seconds"] = time.perf_counter() - t0
+    record = {"epoch": epoch + 1, "phase": phase, "train": train_log}
+    if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.total_epochs:
+        record["test"] = evaluate(s, s.test_it.batches(0, _eval_batches(s)), final=False)
+    progress.history.append(record)
+    progress.epoch = epoch + 1
+    progress.seconds += time.perf_counter() - t0
+    return record
+
+
+def evaluate(s: Session, batches, final: bool) -> dict[str, Any]:
+    """Agent summary per epoch; at the end forced actions, oracle and gate too (LM: perplexity
+    of the agent's path and of every forced action)."""
+    if s.data.task == "lm":
+        from training.evaluation.lm_metrics import lm_metrics
+
+        return lm_metrics(s.net, batches, forced=final)
+    outcomes = collect(s.net, batches, forced=final)
+    a = s.cfg.agent
+    if final:
+        return full_metrics(outcomes, a.alpha, a.beta, s.normalizer)
+    return agent_summary(outcomes, a.alpha, a.beta, s.normalizer)
+
+
+def _eval_batches(s: Session) -> int | None:
+    """Batches covering cfg.eval_subset test images (None: all); the final evaluation uses all."""
+    n = s.cfg.eval_subset
+    return None if n is None else max(1, -(-n // s.cfg.eval_batch_size))
+
+
+def save_progress(s: Session, run_dir: Path, progress: Progress) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    info = {
+        "epoch": progress.epoch,
+        "backbone_step": progress.backbone_step,
+        "history": progress.history,
+        "seconds": progress.seconds,
+        "config": s.cfg.to_dict(),
+    }
+    save_state(run_dir, s.net, s.optimizers, info)
+    _write_json(run_dir / "history.json", progress.history)
+
+
+def final_metrics(s: Session) -> dict[str, Any]:
+    """Full evaluation (forced actions, oracle, gate) on the test split."""
+    t0 = time.perf_counter()
+    metrics = evaluate(s, s.test_it.batches(0), final=True)
+    metrics.update(
+        {
+            "checkpoint": {"name": s.cfg.name, "version": s.cfg.version},
+            "dataset": s.cfg.data.dataset,
+            "split": "test",
+            "timing": {
+                "evaluation_seconds": round(time.perf_counter() - t0, 2),
+                "device": str(s.runtime.device),
+            },
+        }
+    )
+    return metrics
+
+
+def _write_json(path: Path, data: Any) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=1) + "\n")
+    tmp.replace(path)
