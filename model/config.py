@@ -80,6 +80,15 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
+        """The inverse of `to_dict`; refuses keys this build does not know.
+
+        >>> ModelConfig.from_dict(ModelConfig(width=32).to_dict()) == ModelConfig(width=32)
+        True
+        >>> ModelConfig.from_dict({"widht": 32})
+        Traceback (most recent call last):
+        ...
+        ValueError: unknown model config keys: ['widht']
+        """
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
