@@ -235,4 +235,3 @@ def finish(parts: NetworkParts, action: int, z: Tensor, inj: tuple[Tensor, ...])
     for index in range(action, N_LAYERS):
         z = parts.layer(index, z, inj)
     return parts.head(z, inj)
-
