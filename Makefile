@@ -26,7 +26,8 @@ serve: $(STAMP)
 serve-ray: $(STAMP)
 	DYNALAY_PORT=$(PORT) $(PY) -m service.ray
 
-## make test: lint, then the whole test suite on CPU (what .ci/run calls)
+## make test: lint, then the whole test suite on CPU, model/'s docstring examples included
+## (pyproject testpaths + --doctest-modules; what .ci/run calls)
 test: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .

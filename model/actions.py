@@ -27,6 +27,9 @@ def layer_evaluations(action: int, iterations: int) -> int:
     The straight pass (3 evaluations) always runs: the agent reads it. A looped action then
     iterates its k-layer composite `iterations` times (k evaluations each) and runs the
     remaining 3 − k layers once more on the fixed point.
+
+    >>> layer_evaluations(0, 0), layer_evaluations(3, 4)  # straight; loop_all, 4 iterations
+    (3, 15)
     """
     if action == 0:
         return N_LAYERS

@@ -7,7 +7,11 @@ from model.actions import N_ACTIONS
 
 
 class AgentNet(nn.Module):
-    """(B, P) profile → (B, 4) action logits. Starts uniform (zero last layer)."""
+    """(B, P) profile → (B, 4) action logits. Starts uniform (zero last layer).
+
+    >>> AgentNet(profile_dim=5, hidden=8)(torch.randn(2, 5)).abs().max().item()
+    0.0
+    """
 
     def __init__(self, profile_dim: int, hidden: int) -> None:
         super().__init__()
@@ -25,7 +29,11 @@ class AgentNet(nn.Module):
 
 
 def choose_actions(agent_logits: Tensor, sample: bool) -> Tensor:
-    """Sampled actions in training, greedy at inference. (B, 4) → (B,) long."""
+    """Sampled actions in training, greedy at inference. (B, 4) → (B,) long.
+
+    >>> choose_actions(torch.tensor([[0.1, 2.0, 0.3, 0.0], [5.0, 0.0, 0.0, 0.0]]), sample=False)
+    tensor([1, 0])
+    """
     if sample:
         return torch.distributions.Categorical(logits=agent_logits).sample()
     return agent_logits.argmax(dim=1)

@@ -51,7 +51,8 @@ def _conv_bn(c_in: int, c_out: int, pool: bool, recipe: bool = False) -> list[nn
     """conv 3×3 → [maxpool 2] → BatchNorm → GELU, the conv group unit of the fast recipes.
 
     recipe: the recipes' BatchNorm (fixed scale 1, a learnt shift, running statistics that
-    follow the last batches closely); otherwise PyTorch's defaults (the 0.3 checkpoints)."""
+    follow the last batches closely); otherwise PyTorch's defaults, which stem "whiten" keeps so
+    the embedded checkpoints/cifar10 computes what it was trained with."""
     mods: list[nn.Module] = [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False)]
     if pool:
         mods.append(nn.MaxPool2d(2))

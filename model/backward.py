@@ -97,5 +97,18 @@ def get_backward(name: str) -> BackwardMode:
 
 
 def solve_loop(f: LoopFn, z0: Tensor, inj: tuple[Tensor, ...], cfg: LoopConfig, backward: str):
-    """Solve z = f(z, *inj) from z0 with the named backward mode."""
+    """Solve z = f(z, *inj) from z0 with the named backward mode.
+
+    With z* = ½·cos z* + x, implicit differentiation gives dz*/dx = 1 / (1 + ½·sin z*):
+
+    >>> from types import SimpleNamespace
+    >>> cfg = SimpleNamespace(solver="fixed_point", tol=1e-12, max_iter=200, b_tol=1e-12,
+    ...                       b_max_iter=200, phantom_steps=1)
+    >>> x = torch.tensor([[0.3]], dtype=torch.float64, requires_grad=True)
+    >>> f = lambda z, x: 0.5 * torch.cos(z) + x
+    >>> z, stats = solve_loop(f, torch.zeros_like(x), (x,), cfg, "implicit")
+    >>> z.sum().backward()
+    >>> torch.allclose(x.grad, 1 / (1 + 0.5 * torch.sin(z.detach())))
+    True
+    """
     return get_backward(backward)(f, z0, inj, cfg)

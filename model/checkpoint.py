@@ -91,7 +91,16 @@ def save_checkpoint(
 
 
 def load_checkpoint(directory: str | Path, device: str | torch.device = "cpu") -> LoadedCheckpoint:
-    """Verify and load a checkpoint directory; the network comes back in eval mode."""
+    """Verify and load a checkpoint directory; the network comes back in eval mode.
+
+    >>> net = build_model(ModelConfig(n_classes=2, width=8))
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     _ = save_checkpoint(tmp, net, name="demo", version="0.1.0", classes=["cat", "dog"],
+    ...                         preprocessing={})
+    ...     loaded = load_checkpoint(tmp)
+    >>> loaded.name, loaded.classes, loaded.config == net.config, loaded.net.training
+    ('demo', ('cat', 'dog'), True, False)
+    """
     directory = Path(directory)
     _verify_manifest(directory)
     card = _read_json(directory / CONFIG)

@@ -19,15 +19,17 @@ class ModelConfig:
     image_size: int = 32
     width: int = 96
     norm_groups: int = 8  # GroupNorm groups; BatchNorm would break under per-sample routing
-    # "conv": two GroupNorm conv blocks (the 0.x checkpoints). "whiten": a frozen 2×2
-    # patch-whitening conv and BatchNorm conv groups, as in the fast CIFAR training recipes;
-    # BatchNorm is safe there because the stem runs once per image, never inside a loop; the
-    # loops sit at (width, 7, 7). "whiten-deep": the recipes' full stem (two convs per group
+    # "conv": two GroupNorm conv blocks (the default: a config.json without the key).
+    # "whiten" (the embedded checkpoints/cifar10): a frozen 2×2 patch-whitening conv and
+    # BatchNorm conv groups, as in the fast CIFAR training recipes; BatchNorm is safe there
+    # because the stem runs once per image, never inside a loop; the loops sit at
+    # (width, 7, 7). "whiten-deep": the recipes' full stem (two convs per group
     # and a third group down to 3 × 3 px, partial-identity conv init, BatchNorm with a fixed
     # scale), the loops at (width, 3, 3) in place of the recipes' last conv.
     stem: str = "conv"
     stem_width: int = 64  # "whiten*": channels of the first conv group (the others: `width`)
-    # Convolutions per loopable layer: 2 (residual block, the 0.x form) or 1 (cheaper).
+    # Convolutions per loopable layer: 2 (residual block; the default, for a config.json without
+    # the key) or 1 (cheaper; the embedded checkpoints/cifar10).
     loop_convs: int = 2
 
     # LSTM: embedding → three LSTM layers of hidden_size → masked mean pool → head.
@@ -80,6 +82,15 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
+        """The inverse of `to_dict`; refuses keys this build does not know.
+
+        >>> ModelConfig.from_dict(ModelConfig(width=32).to_dict()) == ModelConfig(width=32)
+        True
+        >>> ModelConfig.from_dict({"widht": 32})
+        Traceback (most recent call last):
+        ...
+        ValueError: unknown model config keys: ['widht']
+        """
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:

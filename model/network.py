@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from model.actions import N_ACTIONS, N_LAYERS, layer_evaluations
+from model.actions import N_ACTIONS, N_LAYERS
 from model.agent import AgentNet, choose_actions
 from model.backbones import build_backbone
 from model.backward import solve_loop
@@ -75,7 +75,7 @@ class DynaLayNet(nn.Module):
             states.append(h)
         logits = self.backbone.head(h, *inj)
         summaries = [self.backbone.pool(z, *inj) for z in states]
-        profile = torch.cat([*summaries, _confidence(logits)], dim=1).detach()
+        profile = torch.cat([*summaries, confidence_features(logits)], dim=1).detach()
         return StraightPass(tuple(inj), tuple(states), logits, profile)
 
     def decide(self, straight: StraightPass, sample: bool = False) -> tuple[Tensor, Tensor]:
@@ -125,13 +125,18 @@ class DynaLayNet(nn.Module):
         return self.backbone.head(z, *inj), stats
 
 
-def _confidence(logits: Tensor) -> Tensor:
+def confidence_features(logits: Tensor) -> Tensor:
     """Top probability and entropy of the straight prediction. (B, C) → (B, 2).
 
-    Per-token logits (B, T, V) of a language model give the sequence's mean over its tokens.
+    The last two entries of the agent's profile. Per-token logits (B, T, V) of a language model
+    give the sequence's mean over its tokens.
+
+    >>> sure, unsure = confidence_features(torch.tensor([[10.0, -10.0], [0.0, 0.0]])).tolist()
+    >>> [round(v, 3) for v in sure], [round(v, 3) for v in unsure]  # entropy of a coin: ln 2
+    ([1.0, 0.0], [0.5, 0.693])
     """
     if logits.ndim == 3:
-        return _confidence(logits.flatten(0, 1)).view(*logits.shape[:2], 2).mean(1)
+        return confidence_features(logits.flatten(0, 1)).view(*logits.shape[:2], 2).mean(1)
     logp = F.log_softmax(logits.float(), dim=1)
     top = logp.max(dim=1).values.exp()
     entropy = -(logp.exp() * logp).sum(dim=1)
@@ -139,7 +144,15 @@ def _confidence(logits: Tensor) -> Tensor:
 
 
 def _layer_evaluations(actions: Tensor, iterations: Tensor) -> Tensor:
-    # Vectorised form of model.actions.layer_evaluations: 3 + k·n + (3 − k) for k > 0.
+    """Vectorised `model.actions.layer_evaluations`: 3 + k·n + (3 − k) for k > 0. (B,) → (B,).
+
+    >>> actions, iterations = torch.tensor([0, 1, 2, 3]), torch.tensor([0, 5, 5, 5])
+    >>> _layer_evaluations(actions, iterations).tolist()
+    [3, 10, 14, 18]
+    >>> from model.actions import layer_evaluations  # the scalar form agrees
+    >>> [layer_evaluations(a, 5) for a in range(4)]
+    [3, 10, 14, 18]
+    """
     looped = actions * iterations + (N_LAYERS - actions)
     return torch.where(actions == 0, N_LAYERS, N_LAYERS + looped)
 
@@ -193,7 +206,7 @@ class ModuleParts:
         self, states: tuple[Tensor, ...], logits: Tensor, inj: tuple[Tensor, ...]
     ) -> Tensor:
         summaries = [self.backbone.pool(z, *inj) for z in states]
-        return torch.cat([*summaries, _confidence(logits)], dim=1).detach()
+        return torch.cat([*summaries, confidence_features(logits)], dim=1).detach()
 
     def agent(self, profile: Tensor) -> Tensor:
         return self.net.agent(profile)
@@ -222,6 +235,3 @@ def finish(parts: NetworkParts, action: int, z: Tensor, inj: tuple[Tensor, ...])
     for index in range(action, N_LAYERS):
         z = parts.layer(index, z, inj)
     return parts.head(z, inj)
-
-
-assert layer_evaluations(2, 5) == 3 + 2 * 5 + 1  # keep the two forms in step

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from model.actions import LAYER_NAMES
-from model.network import DynaLayNet, _confidence
+from model.network import DynaLayNet, confidence_features
 
 # Names shared by the exported graphs and the engine that binds them.
 STATE = "h"
@@ -81,11 +81,17 @@ class ProfilePart(nn.Module):
 
     def forward(self, z1: Tensor, z2: Tensor, z3: Tensor, logits: Tensor, *inj: Tensor) -> Tensor:
         summaries = [self.backbone.pool(z, *inj) for z in (z1, z2, z3)]
-        return torch.cat([*summaries, _confidence(logits)], dim=1)
+        return torch.cat([*summaries, confidence_features(logits)], dim=1)
 
 
 def export_parts(net: DynaLayNet) -> list[Part]:
-    """Every part of `net`, in the order the engine runs them."""
+    """Every part of `net`, in the order the engine runs them (`PART_NAMES`).
+
+    >>> from model.config import ModelConfig
+    >>> from model.network import build_model
+    >>> [part.name for part in export_parts(build_model(ModelConfig(width=8)))] == list(PART_NAMES)
+    True
+    """
     arch = net.config.arch
     inj = injection_names(arch)
     layers = [

@@ -24,6 +24,14 @@ def whitening_filters(images: Tensor, kernel: int = WHITEN_KERNEL, eps: float = 
 
     Applied to the same images, the first C·k·k output channels have identity covariance
     (up to eps); the second C·k·k are their negatives.
+
+    >>> images = torch.randn(64, 3, 8, 8)
+    >>> filters = whitening_filters(images, eps=0.0)
+    >>> filters.shape  # 2 signs × (3 channels × 2 × 2 pixels) filters
+    torch.Size([24, 3, 2, 2])
+    >>> out = torch.nn.functional.conv2d(images, filters[:12])  # (64, 12, 7, 7)
+    >>> torch.allclose(patch_covariance(out, 1), torch.eye(12, dtype=torch.float64), atol=1e-3)
+    True
     """
     c = images.shape[1]
     values, vectors = torch.linalg.eigh(patch_covariance(images.float(), kernel))

@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
-"""Write the official CIFAR-100 binary layout from our shared copy (cifar100-carry.npz).
+"""Write the official CIFAR-100 binary layout from a packed copy (cifar100-carry.npz).
 
-    python scripts/export_cifar100.py ../shared/data/cifar100/cifar100-carry.npz data
+    python scripts/export_cifar100.py $SHARED/cifar100/cifar100-carry.npz data
+
+(`make data` runs this with the Makefile's SHARED folder.)
 
 writes data/cifar-100-binary/{train.bin,test.bin,fine_label_names.txt,coarse_label_names.txt}:
 records of coarse byte, fine byte, 3072 pixel bytes (R, G, B planes, row-major) — the layout
