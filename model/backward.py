@@ -90,6 +90,14 @@ BACKWARDS: dict[str, BackwardMode] = {
 }
 
 
+def register_backward(name: str, mode: BackwardMode) -> None:
+    """Adds a backward mode (e.g. a baseline from another library) that ModelConfig.backward
+    can then name; registering the same mode twice is a no-op, another under a taken name
+    is refused."""
+    if BACKWARDS.setdefault(name, mode) is not mode:
+        raise ValueError(f"backward mode {name!r} is already registered")
+
+
 def get_backward(name: str) -> BackwardMode:
     if name not in BACKWARDS:
         raise KeyError(f"unknown backward mode {name!r}; choose one of {sorted(BACKWARDS)}")

@@ -40,24 +40,9 @@ KNOWN_VIOLATIONS: frozenset[tuple[str, str, str]] = frozenset(
         # (a) files to split by concept
         ("long-file", "service/bench.py", "over 400 lines"),
         ("long-file", "service/engines/stepping.py", "over 400 lines"),
-        ("long-file", "training/fit.py", "over 400 lines"),
-        # (b) the experiments run fit.py's training loop through its private pieces; the
-        # protocol bench borrows the serving bench's helpers
-        ("private-name", "training/experiments/runner.py", "training.fit._session"),
-        ("private-name", "training/experiments/runner.py", "training.fit._train_epoch"),
-        ("private-name", "training/experiments/runner.py", "training.fit._final_metrics"),
+        # (b) the protocol bench borrows the serving bench's helpers
         ("private-name", "service/bench_protocols.py", "service.bench._free_port"),
         ("private-name", "service/bench_protocols.py", "service.bench._wait_ready"),
-        # (c) the step timer swaps entries of the global step table while one arm trains; the
-        # torchdeq baseline adds its backward mode to model.backward's table
-        ("foreign-global", "training/experiments/timing.py", "training.steps.STEPS[]"),
-        ("foreign-global", "training/experiments/timing.py", "training.steps.STEPS.clear()"),
-        ("foreign-global", "training/experiments/timing.py", "training.steps.STEPS.update()"),
-        (
-            "foreign-global",
-            "training/experiments/deq_solver.py",
-            "model.backward.BACKWARDS.setdefault()",
-        ),
         # (d) pointers at documents that are not in the repo
         (
             "outside-pointer",
@@ -69,42 +54,6 @@ KNOWN_VIOLATIONS: frozenset[tuple[str, str, str]] = frozenset(
             "outside-pointer",
             "service/schemas.py",
             "bodies of the HTTP API (design §4); field limits live",
-        ),
-        (
-            "outside-pointer",
-            "training/config.py",
-            "loop_weight·CE(looped action). Design §7: equal",
-        ),
-        ("outside-pointer", "training/experiments/__init__.py", "side with baselines (issue 7)."),
-        (
-            "outside-pointer",
-            "training/experiments/table41.py",
-            "The issue's targets, on the DynaLay",
-        ),
-        (
-            "outside-pointer",
-            "training/gate.py",
-            "confidence-gate baseline (design §7): loop when the straight",
-        ),
-        (
-            "outside-pointer",
-            "training/metrics.py",
-            "confidence-gate sweep and the issue's comparison checks.",
-        ),
-        (
-            "outside-pointer",
-            "training/presets.py",
-            "extra VJPs per loop; the design §7 prototype trained",
-        ),
-        (
-            "outside-pointer",
-            "training/presets.py",
-            "straight_weight 0.05: design §7 — with the straight",
-        ),
-        (
-            "outside-pointer",
-            "training/steps.py",
-            "function than one pass (design §7), which is what gives",
         ),
     }
 )

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from model.backward import BACKWARDS, LoopConfig
+from model.backward import LoopConfig, register_backward
 from model.solvers import LoopFn, SolverStats
 
 MODE = "torchdeq"
@@ -66,7 +66,7 @@ def torchdeq_loop(
 
 
 def register() -> None:
-    BACKWARDS.setdefault(MODE, torchdeq_loop)
+    register_backward(MODE, torchdeq_loop)
 
 
 def model_overrides(solver: str) -> tuple[dict[str, Any], str]:

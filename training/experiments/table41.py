@@ -149,7 +149,8 @@ def ratios(rows: list[dict[str, Any]]) -> dict[str, dict[str, float | None]]:
 
 
 def targets(m: dict[str, Any], loop_all_row: dict[str, Any] | None) -> dict[str, Any]:
-    """The issue's targets, on the DynaLay backbone's own forced actions and gate."""
+    """The release targets (agent vs best forced action, vs the gate at its compute, vs
+    loop_all's compute), on the DynaLay backbone's own forced actions and gate."""
     best = max(m["forced"].values(), key=lambda f: f["accuracy"] or 0.0)
     loop_all = m["forced"]["loop_all"]["mean_layer_evaluations"]
     share = m["mean_layer_evaluations"] / loop_all if loop_all else None
