@@ -7,7 +7,7 @@ PORT   ?= 8000
 DATA   ?= data
 SHARED ?= ../shared/data
 
-.PHONY: install serve serve-ray test lint format protos data train train-imdb evaluate bench-serve reliability reliability-soak report experiments clean
+.PHONY: install serve serve-ray test lint format protos data train train-imdb evaluate bench-serve bench-engines bench-protocols bench-ray reliability reliability-soak report experiments clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -90,7 +90,20 @@ experiments: $(STAMP)
 
 ## make bench-serve: both loop schedulings side by side under real-image load, and the raw engine
 bench-serve: $(STAMP)
-	$(PY) -m service.bench --model-dir checkpoints --out reports/bench_serve.json
+	$(PY) -m benchmarks.serve --model-dir checkpoints --out reports/bench_serve.json
+
+## make bench-engines [CHECKPOINT=checkpoints/cifar10]: the PyTorch and ONNX Runtime engines side by side
+CHECKPOINT ?= checkpoints/cifar10
+bench-engines: $(STAMP)
+	$(PY) -m benchmarks.engines $(CHECKPOINT) --json reports/bench_engines.json
+
+## make bench-protocols: JSON, binary and gRPC wire formats on one spawned server
+bench-protocols: $(STAMP)
+	$(PY) -m benchmarks.protocols --model-dir checkpoints --out reports/bench_protocols.json
+
+## make bench-ray: Ray Serve with 1 and 2 replicas against the single-process server
+bench-ray: $(STAMP)
+	$(PY) -m benchmarks.ray_replicas --model-dir checkpoints --out reports/bench_ray.json
 
 ## make reliability: fuzzing, hostile corpus, 4x overload, SIGTERM drain, model faults, limits,
 ## and the connection attacks at full size (make test runs them CI-sized)

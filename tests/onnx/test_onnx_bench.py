@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.engines import compare_engines, format_table, main
 from model.actions import ACTIONS
-from service.bench_engines import compare_engines, format_table, main
 
 
 @pytest.mark.parametrize("name", ["cnn", "lstm"])

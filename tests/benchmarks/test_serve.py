@@ -6,8 +6,9 @@ import json
 
 import pytest
 
-from service.bench import _checks, _ratios, main
-from service.loadgen import answer_differences, server_split
+from benchmarks.loadgen import answer_differences, server_split
+from benchmarks.serve.ratios import check_targets, compute_ratios
+from benchmarks.serve.run import main
 from tests.service.helpers import FIXTURES, write_cnn_checkpoint
 
 
@@ -34,14 +35,16 @@ def test_ratios_compare_schedulings_actions_and_matching_batch_sizes():
         {"load": "straight", "batch_size": 16, "throughput_sps": 420.0},
         {"load": "straight", "batch_size": 32, "throughput_sps": 800.0},  # max batch 32
     ]
-    ratios = _ratios(server, raw, max_batch_size=32)
+    ratios = compute_ratios(server, raw, max_batch_size=32)
     assert ratios["throughput_iteration_over_batch"]["mixed"]["16"] == 1.1
     assert ratios["mixed_straight_p50_over_loop_all_p50"] == {
         "batch": {"16": 1.0, "64": None}, "iteration": {"16": 0.25, "64": None},
     }  # fmt: skip
     assert ratios["adaptive_straight_p50_over_all_straight_p50"]["iteration"]["16"] == 1.1
     assert ratios["server_over_raw"]["iteration"]["straight"] == {"16": 0.5, "64": 0.5}
-    checks = _checks(ratios, [{"answers_compared": 5, "answers_differing": 0}], {"holds": True})
+    checks = check_targets(
+        ratios, [{"answers_compared": 5, "answers_differing": 0}], {"holds": True}
+    )
     assert checks["mixed_straight_p50_over_loop_all_p50"]["holds"] is True  # 0.25 ≤ 0.5
     assert checks["mixed_throughput_iteration_over_batch"]["holds"] is True  # 1.1 ≥ 0.95
     assert checks["adaptive_straight_p50_over_all_straight_p50"]["holds"] is True  # 1.1 ≤ 1.3
@@ -96,21 +99,3 @@ def test_bench_runs_end_to_end_with_tiny_settings(tmp_path):
     assert raw == {(load, c) for load in loads for c in (1, 2)}
     assert report["answers_alone_agree"]["holds"] is True
     assert report["ratios"]["throughput_iteration_over_batch"]["mixed"]["1"] > 0
-
-
-@pytest.mark.slow
-def test_the_protocol_benchmark_runs_and_the_formats_agree(tmp_path):
-    """bench_protocols end to end on the embedded CIFAR-10 model, very short."""
-    from service import bench_protocols
-
-    out = tmp_path / "protocols.json"
-    argv = ["--duration", "0.5", "--rounds", "1", "--concurrency", "1", "--out", str(out)]
-    assert bench_protocols.main(argv) == 0
-    report = json.loads(out.read_text())
-    rows = report["results"]
-    assert {(r["format"], r["batch"]) for r in rows} == {
-        (f, b) for f in ("json", "binary", "grpc") for b in (1, 16)
-    }
-    assert all(r["errors"] == 0 and r["requests_per_s"] > 0 for r in rows)
-    for batch in (1, 16):  # same tensors, same answers whatever the wire format
-        assert len({tuple(r["classes"]) for r in rows if r["batch"] == batch}) == 1

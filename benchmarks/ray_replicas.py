@@ -1,12 +1,12 @@
 """Throughput of the service on Ray Serve with 1, 2, ... replicas, side by side in one run, with
 the single-process server (`python -m service`) as the baseline.
 
-    python -m service.ray.bench --replicas 1,2 --levels 1,8,32 --duration 10 \
+    python -m benchmarks.ray_replicas --replicas 1,2 --levels 1,8,32 --duration 10 \
         --out reports/bench_ray.json
 
 Each configuration is started fresh (`python -m service.ray` with DYNALAY_RAY_REPLICAS=n, a
 local loopback cluster of all this machine's cores, one CPU and one torch thread per replica),
-loaded by the closed-loop generator of service.loadgen with real images for each concurrency
+loaded by the closed-loop generator of benchmarks.loadgen with real images for each concurrency
 level, and stopped (SIGTERM) before the next starts. Prints a table and writes JSON.
 """
 
@@ -20,7 +20,6 @@ import os
 import platform
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -30,15 +29,16 @@ from pathlib import Path
 
 import httpx
 
-from service.loadgen import image_bodies, run_load
+from benchmarks.loadgen import image_bodies, run_load
+from benchmarks.servers import free_port
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 READY_TIMEOUT_S = 300
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     description = __doc__.split("\n")[0]
-    p = argparse.ArgumentParser(prog="python -m service.ray.bench", description=description)
+    p = argparse.ArgumentParser(prog="python -m benchmarks.ray_replicas", description=description)
     p.add_argument("--model-dir", type=Path, default=REPO / "checkpoints")
     p.add_argument("--model", default="cifar10", help="an image model of --model-dir")
     p.add_argument("--images", type=Path, default=REPO / "tests" / "fixtures")
@@ -163,7 +163,7 @@ def _meta(args, started: float, n_images: int) -> dict:
 @contextlib.contextmanager
 def _serving(args, replicas: int | None) -> Iterator[tuple[str, int]]:
     """(url, session id of its processes) of a fresh server, stopped with SIGTERM after."""
-    port = _free_port()
+    port = free_port()
     temp_dir = tempfile.mkdtemp(prefix="dlray-bench-", dir="/tmp")
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("DYNALAY_")},
@@ -180,7 +180,7 @@ def _serving(args, replicas: int | None) -> Iterator[tuple[str, int]]:
         command = [sys.executable, "-m", "service.ray"]
         env |= {
             "DYNALAY_RAY_REPLICAS": str(replicas),
-            "DYNALAY_RAY_METRICS_PORT": str(_free_port()),
+            "DYNALAY_RAY_METRICS_PORT": str(free_port()),
             "DYNALAY_RAY_TEMP_DIR": temp_dir,
         }
     log = Path(temp_dir) / "server.log"
@@ -212,12 +212,6 @@ def _wait_ready(url: str, server: subprocess.Popen, log: Path) -> None:
                 return
         time.sleep(0.5)
     raise SystemExit(f"not ready after {READY_TIMEOUT_S} s:\n{log.read_text()[-3000:]}")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""`python -m service.bench_protocols`: one server, the same tensors, three wire formats.
+"""`python -m benchmarks.protocols`: one server, the same tensors, three wire formats.
 
 Drives a spawned `python -m service` (or a running one) with NVIDIA's tritonclient, closed
 loop, FP32 `input` tensors of real CIFAR-10 fixture images (normalised as the checkpoint asks):
@@ -11,8 +11,8 @@ at request batch sizes 1 and 16, `--concurrency` client processes each. The form
 `--rounds` rounds, so drift on a shared machine hits all three alike; each row reports the
 median round. Writes JSON (default reports/bench_protocols.json).
 
-    python -m service.bench_protocols                       # ~1.5 min on 2 CPU cores
-    python -m service.bench_protocols --batches 1,16 --duration 5 --rounds 3 --concurrency 2
+    python -m benchmarks.protocols                       # ~1.5 min on 2 CPU cores
+    python -m benchmarks.protocols --batches 1,16 --duration 5 --rounds 3 --concurrency 2
 """
 
 from __future__ import annotations
@@ -23,11 +23,8 @@ import json
 import multiprocessing
 import os
 import platform
-import signal
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -35,14 +32,14 @@ from pathlib import Path
 import httpx
 import numpy as np
 
+from benchmarks.servers import free_port, spawned_server
 from service.images import ImageSpec, decode_image
 
-ROOT = Path(__file__).resolve().parents[1]
 FORMATS = ("json", "binary", "grpc")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m service.bench_protocols", description=__doc__)
+    p = argparse.ArgumentParser(prog="python -m benchmarks.protocols", description=__doc__)
     p.add_argument("--url", help="a running server's HTTP base URL (default: spawn one)")
     p.add_argument("--grpc", help="its gRPC host:port (with --url)")
     p.add_argument("--model-dir", type=Path, default=Path("checkpoints"))
@@ -202,39 +199,22 @@ def _model(url: str, name: str) -> dict:
 
 @contextlib.contextmanager
 def _server(args) -> Iterator[tuple[str, str]]:
+    """(HTTP base URL, gRPC host:port) of the running server given, or of a spawned one."""
     if args.url:
         if not args.grpc:
             raise SystemExit("--url needs --grpc HOST:PORT too")
         yield args.url.rstrip("/"), args.grpc
         return
-    from service.bench import _free_port, _wait_ready
-
-    port, grpc_port = _free_port(), _free_port()
+    port, grpc_port = free_port(), free_port()
     env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
         "OMP_NUM_THREADS": str(args.server_threads),
         "DYNALAY_MODEL_DIR": str(args.model_dir.resolve()),
-        "DYNALAY_HOST": "127.0.0.1",
-        "DYNALAY_PORT": str(port),
         "DYNALAY_GRPC_PORT": str(grpc_port),
         "DYNALAY_DEVICE": "cpu",
         "DYNALAY_LOG_LEVEL": "warning",
     }
-    url = f"http://127.0.0.1:{port}"
-    with tempfile.TemporaryFile() as log:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "service"], env=env, stdout=log, stderr=log
-        )
-        try:
-            _wait_ready(url, server, log)
-            yield url, f"127.0.0.1:{grpc_port}"
-        finally:
-            server.send_signal(signal.SIGTERM)
-            try:
-                server.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                server.kill()
+    with spawned_server(port, env) as url:
+        yield url, f"127.0.0.1:{grpc_port}"
 
 
 def _meta(args, started: float) -> dict:

@@ -1,7 +1,7 @@
 """The PyTorch and ONNX Runtime engines side by side on one checkpoint and the same inputs.
 
-    python -m service.bench_engines CHECKPOINT [--batch-sizes 1 8 32 64] [--device cpu]
-                                    [--seconds 2] [--json reports/bench_engines.json]
+    python -m benchmarks.engines CHECKPOINT [--batch-sizes 1 8 32 64] [--device cpu]
+                                 [--seconds 2] [--json reports/bench_engines.json]
 
 The same fixed set of inputs (seeded: random images, or random token rows) is cut into batches
 of each size and run through each engine until `seconds` have passed (at least 3 passes over
@@ -137,7 +137,7 @@ def _host() -> dict[str, Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m service.bench_engines", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.engines", description=__doc__)
     parser.add_argument("checkpoint", type=Path)
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=list(BATCH_SIZES))
     parser.add_argument("--device", default="cpu", help='"cpu", "cuda" or "cuda:N"')
