@@ -26,6 +26,9 @@ again when its longest member leaves.
 Host waits: a step reads back once. On CUDA the answers of the samples retired in a step are
 read back together with the next step's stop mask, so an iteration costs one wait and nothing
 is read per sample; on the CPU, where a read costs nothing, they are read at once.
+
+The samples in flight and their trackers are `service/engines/loop_rows.py`; the tensor helpers
+(one read-back, host indices, padding) `service/engines/device_tensors.py`.
 """
 
 from __future__ import annotations
@@ -36,19 +39,19 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-from model.actions import N_ACTIONS, N_LAYERS, layer_evaluations
+from model.actions import N_ACTIONS, N_LAYERS
 from model.network import NetworkParts, finish, loop_iteration, straight_pass
 from model.solvers import get_solver, relative_residual
 from service.engines.base import BatchOutput, EngineInput, SampleResult
+from service.engines.device_tensors import host_index, per_row, read_back
+from service.engines.loop_rows import Answer, FinishedRows, LoopRows, decode_answers
 from service.engines.stages import StageClock
 
 STEPWISE_SOLVER = "fixed_point"  # the solver whose iterations are independent steps
 
 Collate = Callable[[Sequence[EngineInput]], tuple[Tensor, Tensor | None]]
-Answer = tuple[int, SampleResult]  # (the caller's key, the sample's result)
 
 
 @dataclass(frozen=True)
@@ -91,9 +94,9 @@ class Stepper:
         self._stepwise = steps.solver == STEPWISE_SOLVER
         self._solve = get_solver(steps.solver)
         self._defer_reads = steps.device.type == "cuda" if defer_reads is None else defer_reads
-        self._pool: dict[int, _Rows] = {}  # action → its samples in the pool
-        self._waiting: collections.deque[_Rows] = collections.deque()
-        self._unread: list[_Finished] = []  # retired, answers not yet on the host (CUDA)
+        self._pool: dict[int, LoopRows] = {}  # action → its samples in the pool
+        self._waiting: collections.deque[LoopRows] = collections.deque()
+        self._unread: list[FinishedRows] = []  # retired, answers not yet on the host (CUDA)
 
     @property
     def iterating(self) -> int:
@@ -153,7 +156,7 @@ class Stepper:
         clock.lap("straight")
         actions = _apply_forced(parts.agent(passed.profile).argmax(dim=1), batch, device)
         probabilities = passed.logits.float().softmax(dim=1)  # (B, C)
-        chosen, probs, classes = _read_back([actions, probabilities, passed.logits.argmax(dim=1)])
+        chosen, probs, classes = read_back([actions, probabilities, passed.logits.argmax(dim=1)])
         clock.lap("agent")
         chosen = chosen.astype(np.int64)
         probs = probs.reshape(len(batch), -1)
@@ -165,10 +168,10 @@ class Stepper:
         for action in range(1, N_ACTIONS):
             rows = np.flatnonzero(chosen == action)
             if rows.size:
-                idx = _index(rows, device)
+                idx = host_index(rows, device)
                 state = passed.states[action - 1].index_select(0, idx)
                 inj = tuple(t.index_select(0, idx) for t in passed.inj)
-                self._waiting.append(_Rows.start(action, [keys[r] for r in rows], state, inj))
+                self._waiting.append(LoopRows.start(action, [keys[r] for r in rows], state, inj))
                 looped += [keys[r] for r in rows]
         return StraightOutcome(answered, looped, clock.seconds)
 
@@ -183,8 +186,8 @@ class Stepper:
         stepped = sum(len(rows) for rows in groups)
         stops = [self._iterate(rows) for rows in groups]  # (n_k,) bool each, on the device
         unread, self._unread = self._unread, []
-        host = _read_back(stops + [t for done in unread for t in done.tensors()])
-        answered = _decode(unread, host[len(stops) :])
+        host = read_back(stops + [t for done in unread for t in done.tensors()])
+        answered = decode_answers(unread, host[len(stops) :])
         clock.lap("loop")
         host_stops = host[: len(stops)]
         retired = [
@@ -195,7 +198,8 @@ class Stepper:
         if self._defer_reads:
             self._unread = finished
         elif finished:
-            answered += _decode(finished, _read_back([t for d in finished for t in d.tensors()]))
+            retired_host = read_back([t for done in finished for t in done.tensors()])
+            answered += decode_answers(finished, retired_host)
         clock.lap("head")
         return StepOutcome(answered, stepped, self.iterating, self.waiting, clock.seconds)
 
@@ -210,7 +214,7 @@ class Stepper:
             held = self._pool.get(rows.action)
             self._pool[rows.action] = rows if held is None else held.join(rows)
 
-    def _iterate(self, rows: _Rows) -> Tensor:
+    def _iterate(self, rows: LoopRows) -> Tensor:
         """One iteration of rows' loop, in place; returns which rows stop now."""
         parts, steps = self.steps.parts, self.steps
         if not self._stepwise:
@@ -218,14 +222,14 @@ class Stepper:
         fz = loop_iteration(parts, rows.action, rows.z, rows.inj)
         residual = relative_residual(fz, rows.z).to(rows.best_residual.dtype)
         improved = residual < rows.best_residual  # False for NaN: a NaN step never becomes best
-        rows.best = torch.where(_per_row(improved, fz), fz, rows.best)
+        rows.best = torch.where(per_row(improved, fz), fz, rows.best)
         rows.best_residual = torch.where(improved, residual, rows.best_residual)
         rows.z = fz
         rows.iterations = rows.iterations + 1
         rows.converged = residual < steps.tol
         return rows.converged | (rows.iterations >= steps.max_iter)
 
-    def _solve_whole(self, rows: _Rows) -> Tensor:
+    def _solve_whole(self, rows: LoopRows) -> Tensor:
         parts, steps = self.steps.parts, self.steps
 
         def composite(z: Tensor, *inj: Tensor) -> Tensor:
@@ -236,7 +240,7 @@ class Stepper:
         rows.iterations, rows.converged = stats.iterations, stats.converged
         return torch.ones_like(stats.converged)
 
-    def _retire(self, rows: _Rows, stop: np.ndarray) -> _Finished | None:
+    def _retire(self, rows: LoopRows, stop: np.ndarray) -> FinishedRows | None:
         """Take the stopped rows out of the pool and run their finish (left on the device)."""
         stopped = np.flatnonzero(stop)
         if stopped.size == 0:
@@ -247,9 +251,9 @@ class Stepper:
         else:
             done = rows.select(stopped, self.steps.device)
             self._pool[rows.action] = rows.select(np.flatnonzero(~stop), self.steps.device)
-        z = torch.where(_per_row(done.converged, done.z), done.z, done.best)
+        z = torch.where(per_row(done.converged, done.z), done.z, done.best)
         logits = finish(self.steps.parts, done.action, z, done.inj)
-        return _Finished(done.action, done.keys, logits, done.iterations, done.converged)
+        return FinishedRows(done.action, done.keys, logits, done.iterations, done.converged)
 
     def _evict(self, keys: set[int]) -> None:
         device = self.steps.device
@@ -263,160 +267,8 @@ class Stepper:
         self._waiting = collections.deque(rows for rows in waiting if rows is not None)
 
 
-# ---- samples in flight --------------------------------------------------------------------
-
-
-class _Rows:
-    """Samples of one action in flight, batch-first; per sample its fixed-point tracker.
-
-    z (n, ...) the current iterate, best (n, ...) the lowest-residual iterate, best_residual
-    (n,), iterations (n,) long, converged (n,) bool (the last step met tol), inj the stem's
-    outputs (n, ...) each. `shapes` keeps each sample's own trailing shapes of (z, *inj), so a
-    group can shrink back once its longest member leaves.
-    """
-
-    def __init__(self, action, keys, shapes, z, best, best_residual, iterations, converged, inj):
-        self.action: int = action
-        self.keys: list[int] = keys
-        self.shapes: list[tuple[tuple[int, ...], ...]] = shapes
-        self.z: Tensor = z
-        self.best: Tensor = best
-        self.best_residual: Tensor = best_residual
-        self.iterations: Tensor = iterations
-        self.converged: Tensor = converged
-        self.inj: tuple[Tensor, ...] = inj
-
-    @classmethod
-    def start(cls, action: int, keys: list[int], z0: Tensor, inj: tuple[Tensor, ...]) -> _Rows:
-        """Samples fresh from the straight pass: the tracker of `fixed_point_iter` at step 0."""
-        n, device = len(keys), z0.device
-        shape = (tuple(z0.shape[1:]), *(tuple(t.shape[1:]) for t in inj))
-        return cls(
-            action,
-            keys,
-            [shape] * n,
-            z0,
-            z0,
-            torch.full((n,), float("inf"), device=device),
-            torch.zeros(n, dtype=torch.long, device=device),
-            torch.zeros(n, dtype=torch.bool, device=device),
-            inj,
-        )
-
-    def __len__(self) -> int:
-        return len(self.keys)
-
-    def _tensors(self) -> list[Tensor]:
-        return [self.z, self.best, self.best_residual, self.iterations, self.converged, *self.inj]
-
-    def _replace(self, keys, shapes, tensors: list[Tensor]) -> _Rows:
-        z, best, best_residual, iterations, converged, *inj = tensors
-        return _Rows(
-            self.action, keys, shapes, z, best, best_residual, iterations, converged, tuple(inj)
-        )
-
-    def cut(self, n: int) -> tuple[_Rows, _Rows]:
-        """The first n samples and the rest (slices: no copy, no host wait)."""
-        head = self._replace(self.keys[:n], self.shapes[:n], [t[:n] for t in self._tensors()])
-        tail = self._replace(self.keys[n:], self.shapes[n:], [t[n:] for t in self._tensors()])
-        return head._fitted(), tail._fitted()
-
-    def select(self, rows: np.ndarray, device: torch.device) -> _Rows:
-        idx = _index(rows, device)
-        tensors = [t.index_select(0, idx) for t in self._tensors()]
-        keys, shapes = [self.keys[r] for r in rows], [self.shapes[r] for r in rows]
-        return self._replace(keys, shapes, tensors)._fitted()
-
-    def without(self, keys: set[int], device: torch.device) -> _Rows | None:
-        kept = np.asarray([k not in keys for k in self.keys], dtype=bool)
-        if kept.all():
-            return self
-        return self.select(np.flatnonzero(kept), device) if kept.any() else None
-
-    def join(self, other: _Rows) -> _Rows:
-        """Both groups as one (same action); trailing dimensions zero-padded to the longer."""
-        mine, theirs = self._tensors(), other._tensors()
-        tensors = [
-            torch.cat([_fit(a, _widest(a, b)), _fit(b, _widest(a, b))])
-            for a, b in zip(mine, theirs, strict=True)
-        ]
-        return self._replace(self.keys + other.keys, self.shapes + other.shapes, tensors)
-
-    def _fitted(self) -> _Rows:
-        """Crop padding no remaining member needs."""
-        if not self.keys:
-            return self
-        # shapes: per member (z_shape, *inj_shapes) → per tensor the widest over the members
-        z_shape, *inj_shapes = (
-            tuple(int(n) for n in np.max(np.asarray(column), axis=0))
-            for column in zip(*self.shapes, strict=True)
-        )
-        if tuple(self.z.shape[1:]) == z_shape and all(
-            tuple(t.shape[1:]) == s for t, s in zip(self.inj, inj_shapes, strict=True)
-        ):
-            return self
-        self.z, self.best = _fit(self.z, z_shape), _fit(self.best, z_shape)
-        self.inj = tuple(_fit(t, s) for t, s in zip(self.inj, inj_shapes, strict=True))
-        return self
-
-
-@dataclass(frozen=True)
-class _Finished:
-    """Retired samples whose results are still on the device."""
-
-    action: int
-    keys: list[int]
-    logits: Tensor  # (n, C)
-    iterations: Tensor  # (n,) long
-    converged: Tensor  # (n,) bool
-
-    def tensors(self) -> list[Tensor]:
-        probabilities = self.logits.float().softmax(dim=1)  # (n, C)
-        return [probabilities, self.logits.argmax(dim=1), self.iterations, self.converged]
-
-
-def _decode(finished: list[_Finished], host: list[np.ndarray]) -> list[Answer]:
-    answers = []
-    for i, done in enumerate(finished):
-        probs, classes, iterations, converged = host[4 * i : 4 * i + 4]
-        probs = probs.reshape(len(done.keys), -1)
-        for row, key in enumerate(done.keys):
-            n = int(iterations[row])
-            result = SampleResult(
-                class_index=int(classes[row]),
-                probabilities=tuple(probs[row].tolist()),
-                action=done.action,
-                iterations=n,
-                converged=bool(converged[row]),
-                layer_evaluations=layer_evaluations(done.action, n),
-            )
-            answers.append((key, result))
-    return answers
-
-
 def _straight_result(class_index: int, probabilities: np.ndarray) -> SampleResult:
     return SampleResult(class_index, tuple(probabilities.tolist()), 0, 0, True, N_LAYERS)
-
-
-# ---- tensors ------------------------------------------------------------------------------
-
-
-def _read_back(tensors: list[Tensor]) -> list[np.ndarray]:
-    """Every tensor on the host with one device→host copy (one wait); float64 keeps float32
-    scores and integer counts exact."""
-    if not tensors:
-        return []
-    flat = torch.cat([t.reshape(-1).to(torch.float64) for t in tensors]).cpu().numpy()
-    sizes = np.cumsum([t.numel() for t in tensors])[:-1]
-    return np.split(flat, sizes)
-
-
-def _index(rows: np.ndarray | Sequence[int], device: torch.device) -> Tensor:
-    """Host row numbers as an index tensor on `device`, copied without waiting on the device."""
-    idx = torch.as_tensor(np.asarray(rows, dtype=np.int64))
-    if device.type == "cuda":
-        return idx.pin_memory().to(device, non_blocking=True)
-    return idx.to(device)
 
 
 def _apply_forced(actions: Tensor, batch: Sequence[EngineInput], device: torch.device) -> Tensor:
@@ -424,24 +276,5 @@ def _apply_forced(actions: Tensor, batch: Sequence[EngineInput], device: torch.d
     if not forced:
         return actions
     rows, values = zip(*forced, strict=True)
-    idx = _index(list(rows), device)
-    return actions.index_put((idx,), _index(list(values), device).to(actions.dtype))
-
-
-def _per_row(mask: Tensor, like: Tensor) -> Tensor:
-    return mask.view(-1, *([1] * (like.dim() - 1)))
-
-
-def _widest(a: Tensor, b: Tensor) -> tuple[int, ...]:
-    return tuple(max(x, y) for x, y in zip(a.shape[1:], b.shape[1:], strict=True))
-
-
-def _fit(t: Tensor, shape: tuple[int, ...]) -> Tensor:
-    """Crop or zero-pad t's trailing dimensions to `shape` (rows unchanged)."""
-    if tuple(t.shape[1:]) == tuple(shape):
-        return t
-    t = t[(slice(None), *(slice(0, n) for n in shape))]
-    pad: list[int] = []
-    for have, want in zip(reversed(t.shape[1:]), reversed(shape), strict=True):
-        pad += [0, want - have]
-    return F.pad(t, pad)
+    idx = host_index(list(rows), device)
+    return actions.index_put((idx,), host_index(list(values), device).to(actions.dtype))
