@@ -114,17 +114,18 @@ class MicroBatcher:
         CPU on decoding an input that could not be queued anyway (overload stays cheap)."""
         if self._closed:
             raise self._unavailable(SHUTTING_DOWN)
-        if not self._has_room():
+        if not self.has_room():
             raise self._overloaded()
 
-    def _has_room(self) -> bool:
+    def has_room(self) -> bool:
+        """Whether one more request can be queued now (the queue holds fewer than max_queue)."""
         return not self._queue.full()
 
     async def submit(self, item: EngineInput, deadline: float) -> Completed:
         """Queue one input and wait for its result; raises ServiceError 503/504/500."""
         if self._closed:
             raise self._unavailable(SHUTTING_DOWN)
-        if not self._has_room():
+        if not self.has_room():
             raise self._overloaded()
         future: asyncio.Future[Completed] = asyncio.get_running_loop().create_future()
         pending = Pending(item, future, time.monotonic(), deadline)

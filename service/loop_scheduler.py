@@ -96,7 +96,7 @@ class LoopScheduler(MicroBatcher):
         """Requests past their straight pass and not answered yet (iterating or waiting)."""
         return len(self._looping)
 
-    def _has_room(self) -> bool:
+    def has_room(self) -> bool:
         # Samples beyond the pool's capacity wait with their state: they count as queued.
         waiting = max(0, len(self._looping) - self.pool_size)
         return self._queue.qsize() + waiting < self._max_queue
