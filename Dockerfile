@@ -30,7 +30,9 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/*
 
 # ---------------------------------------------------------------------------------------------
-# Build stages: a virtualenv in /opt/venv with torch and the project (non-editable install).
+# Build stages: a virtualenv in /opt/venv with torch and the project (non-editable install):
+# the core dependencies plus one serving extra (`onnx` on CPU, `gpu` with onnxruntime-gpu), so no
+# training-only library (pyproject's `train` extra) and no development client is in the image.
 FROM base-cpu AS build-cpu
 ARG TORCH_VERSION
 ARG TORCH_CPU_INDEX

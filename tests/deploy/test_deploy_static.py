@@ -8,6 +8,7 @@ import re
 import shlex
 import shutil
 import subprocess
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -179,8 +180,9 @@ def test_dashboard_is_provisionable():
         assert var["datasource"]["uid"] == uid
 
 
-def test_dashboard_covers_the_issue_panels():
-    """The panels issue 5 asks for are there, each reading the metric it is about."""
+def test_dashboard_covers_traffic_latency_and_depth():
+    """The traffic, latency, batching and adaptive-depth panels are there, each reading the
+    metric it is about."""
     panels = json.loads(DASHBOARD.read_text())["panels"]
     exprs = {p["title"]: " ".join(t["expr"] for t in p.get("targets", [])) for p in panels}
     wanted = {
@@ -255,6 +257,30 @@ def test_dockerfile_conventions():
     assert any(op == "COPY" and arg.startswith("checkpoints/") for op, arg in final)
     assert "DYNALAY_MODEL_DIR=/opt/dynalay/checkpoints" in final_ops["ENV"]
     assert "DYNALAY_HOST=0.0.0.0" in final_ops["ENV"]
+
+
+SERVING_EXTRAS = {"onnx", "gpu"}
+
+
+def test_image_installs_core_and_serving_extras_only():
+    """Every `pip install` of the project in the Dockerfile asks for core plus serving extras,
+    and those extras hold no training-only library."""
+    project_installs = [
+        arg
+        for op, arg in dockerfile_instructions()
+        if op == "RUN" and "pip install" in arg and '"torch==' not in arg
+    ]
+    assert len(project_installs) == 2, project_installs  # one per variant
+    optional = tomllib.loads((REPO / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]
+    for install in project_installs:
+        extras = re.fullmatch(r'pip install "\.(?:\[([a-z,]+)\])?"', install.strip())
+        assert extras, install
+        asked = set(extras.group(1).split(",")) if extras.group(1) else set()
+        assert asked <= SERVING_EXTRAS, install
+        for name in asked:
+            assert not any(r.startswith(("matplotlib", "torchdeq")) for r in optional[name])
 
 
 def test_healthcheck_one_liner_is_valid_python():
