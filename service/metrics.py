@@ -1,7 +1,9 @@
-"""Every Prometheus metric of design §4, built on an injected registry.
+"""Every Prometheus metric of the service, built on an injected registry.
 
-Names, types and labels are a contract with dashboards: change them only with design §4. Each app
-(and so each test) gets its own `CollectorRegistry`, so nothing is registered twice.
+Names, types and labels are a contract with the Grafana dashboard and the Prometheus alert rules
+under deploy/ (tests/deploy checks that every query there names an exposed series) and with
+tests/service/test_metrics.py: change them together. Each app (and so each test) gets its own
+`CollectorRegistry`, so nothing is registered twice.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from model.actions import ACTIONS, LAYER_NAMES
 
-STAGES = ("preprocess", "straight", "agent", "loop", "head")
 ANSWER_PATHS = ("straight", "looped")  # label values of dynalay_answer_duration_seconds
 UNRESOLVED_MODEL = "none"  # label for answers given before a model was chosen (bounded labels)
 

@@ -1,4 +1,4 @@
-"""Request and response bodies of the HTTP API (design §4); field limits live here."""
+"""Request and response bodies of the HTTP API (README "Service API"); field limits live here."""
 
 from __future__ import annotations
 

@@ -188,7 +188,8 @@ def _numpy(tensor: Tensor) -> type:
 
 def _onnxruntime() -> Any:
     # Imported after torch (this module imports it first) so torch's bundled CUDA and cuDNN
-    # libraries are already loaded when the CUDA provider looks for them (serving.md §7).
+    # libraries are already loaded when the CUDA provider looks for them: onnxruntime-gpu
+    # finds them in the process instead of needing its own CUDA install.
     import onnxruntime
 
     return onnxruntime
@@ -222,7 +223,9 @@ def execution_providers(device: torch.device) -> list:
 
 
 def _check_providers(session: Any, providers: list, path: Path) -> None:
-    # ORT only logs "Failed to create CUDAExecutionProvider" and runs on the CPU (§7).
+    # When the CUDA provider cannot start, ORT only logs "Failed to create
+    # CUDAExecutionProvider" and runs the session on the CPU: a GPU request would silently be
+    # served at CPU speed, so the session's providers are checked here.
     wanted = providers[0] if isinstance(providers[0], str) else providers[0][0]
     got = session.get_providers()
     if got[0] != wanted:

@@ -1,7 +1,7 @@
 """The numbers a reliability run reports (fuzz cases, load held, requests lost, RSS).
 
 Tests record them here; conftest prints them in pytest's terminal summary, so `make reliability`
-ends with the figures the issue asks for.
+ends with the figures docs/reliability.md reports.
 """
 
 from __future__ import annotations

@@ -36,7 +36,8 @@ def excluded_checks(path: str) -> list:
     """Built-in checks that do not apply to this route.
 
     Schema-valid but semantically wrong input (random base64 is no image) is refused with a 4xx
-    on purpose, so "valid data must be accepted" does not hold (research notes §6). Readiness
+    on purpose: the schema cannot say "these bytes decode to an image", so schemathesis's
+    "valid data must be accepted" check does not hold for prediction routes. Readiness
     routes answer a documented 503 for "not ready" (an unknown model's readiness included);
     for them `problems()` still refuses every other 5xx.
     """

@@ -1,4 +1,4 @@
-"""The metrics of design §4 exist with their types and labels, and move as requests predict."""
+"""The service's metrics exist with their types and labels, and move as requests predict."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from service.app import create_app
 from service.metrics import Metrics
 from tests.service.helpers import CIFAR_PNGS, serving, settings_for
 
-# design §4: name -> (type, labels)
-DESIGN = {
+# name -> (type, labels): what the dashboard, the alert rules and users' queries rely on
+CONTRACT = {
     "dynalay_requests": ("counter", {"model", "status"}),
     "dynalay_request_duration_seconds": ("histogram", {"model"}),
     "dynalay_queue_duration_seconds": ("histogram", {"model"}),
@@ -44,7 +44,7 @@ def value(families, sample_name: str, **labels) -> float:
     return 0.0
 
 
-def test_every_design_metric_has_its_type_and_labels():
+def test_every_contract_metric_has_its_type_and_labels():
     registry = CollectorRegistry()
     metrics = Metrics(registry)
     metrics.register_model("m", "1", "torch", "cpu")
@@ -54,7 +54,7 @@ def test_every_design_metric_has_its_type_and_labels():
     metrics.queue_duration.labels("m").observe(0.001)
     metrics.batch_size.labels("m").observe(2)
     families = {f.name: f for f in registry.collect()}
-    for name, (kind, labels) in DESIGN.items():
+    for name, (kind, labels) in CONTRACT.items():
         assert families[name].type == kind, name
         sample_labels = {k for s in families[name].samples for k in s.labels} - {"le"}
         assert sample_labels == labels, name
