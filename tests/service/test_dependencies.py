@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import ast
 import importlib.metadata
-import importlib.util
 import json
 import os
 import re
@@ -102,16 +101,23 @@ def test_service_imports_no_development_client_and_no_benchmark():
         assert not top_level_imports(path) & (DEV_CLIENTS | {"benchmarks", "tests"}), path
 
 
-# Imports every module of the single-process service, then builds the app from the embedded
-# checkpoints and runs its lifespan until every model is loaded and warmed up; prints what was
-# served and which of the forbidden modules ended up in sys.modules.
+# In a fresh interpreter: imports every module of the single-process service, builds the app
+# from the embedded checkpoints and runs its lifespan until every model is loaded and warmed up,
+# notes which of the forbidden top-level modules (argv[1]) are in sys.modules; then, where the
+# `ray` extra is installed, imports every module of service/ray (no cluster starts) and notes
+# them again. Prints one JSON line.
 BUILD_THE_APP = """
-import asyncio, importlib, json, pkgutil, sys
+import asyncio, importlib, importlib.util, json, pkgutil, sys
 from pathlib import Path
 
 import service
 from service.app import create_app
 from service.settings import Settings
+
+forbidden = sys.argv[1].split(",")
+
+def loaded() -> list[str]:
+    return sorted(m for m in sys.modules if m.split(".")[0] in forbidden)
 
 for module in pkgutil.walk_packages(service.__path__, "service."):
     if not module.name.startswith("service.ray"):
@@ -128,46 +134,40 @@ async def load() -> list[str]:
             await asyncio.sleep(0.05)
         return sorted(state.models)
 
-served = asyncio.run(load())
-forbidden = sys.argv[1].split(",")
-loaded = sorted(m for m in sys.modules if m.split(".")[0] in forbidden)
-print(json.dumps({"served": served, "loaded": loaded}))
+report = {"served": asyncio.run(load()), "loaded_by_the_app": loaded()}
+if importlib.util.find_spec("ray") is not None:
+    import service.ray
+
+    for module in pkgutil.walk_packages(service.ray.__path__, "service.ray."):
+        importlib.import_module(module.name)
+    report["loaded_with_service_ray"] = loaded()
+print(json.dumps(report))
 """
-
-# Every module of service/ray, where the `ray` extra is installed (imports only: no cluster).
-IMPORT_SERVICE_RAY = """
-import importlib, json, pkgutil, sys
-import service.ray
-
-for module in pkgutil.walk_packages(service.ray.__path__, "service.ray."):
-    importlib.import_module(module.name)
-forbidden = sys.argv[1].split(",")
-print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in forbidden)))
-"""
+FORBIDDEN = TRAINING_ONLY | {"training"} | DEV_CLIENTS
 
 
-def _run_python(script: str, forbidden: set[str]) -> str:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+@pytest.fixture(scope="module")
+def built_app_report() -> dict:
     done = subprocess.run(
-        [sys.executable, "-c", script, ",".join(sorted(forbidden))],
+        [sys.executable, "-c", BUILD_THE_APP, ",".join(sorted(FORBIDDEN))],
         cwd=ROOT,
-        env=env,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
         capture_output=True,
         text=True,
         timeout=600,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    return done.stdout.strip().splitlines()[-1]
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def test_building_the_served_app_loads_no_training_library_or_dev_client():
-    forbidden = TRAINING_ONLY | {"training"} | DEV_CLIENTS
-    report = json.loads(_run_python(BUILD_THE_APP, forbidden))
-    assert report["served"] == ["cifar10", "imdb"]
-    assert report["loaded"] == []
+def test_building_the_served_app_loads_no_training_library_or_dev_client(built_app_report):
+    assert built_app_report["served"] == ["cifar10", "imdb"]
+    assert built_app_report["loaded_by_the_app"] == []
 
 
-def test_service_ray_loads_no_training_library():
-    if importlib.util.find_spec("ray") is None:
+def test_service_ray_loads_no_training_library(built_app_report):
+    if "loaded_with_service_ray" not in built_app_report:
         pytest.skip("the `ray` extra is not installed")
-    assert json.loads(_run_python(IMPORT_SERVICE_RAY, TRAINING_ONLY | {"training"})) == []
+    training = TRAINING_ONLY | {"training"}
+    loaded = {name.split(".")[0] for name in built_app_report["loaded_with_service_ray"]}
+    assert not loaded & training
