@@ -35,28 +35,7 @@ MUTATING_METHODS = frozenset(
 # Violations that predate these rules, as (rule, file, name), each to be fixed where it is:
 # a fix removes its entry, and `test_known_violations_still_exist` fails on an entry that no
 # longer occurs, so the list only shrinks and nothing new is let in.
-KNOWN_VIOLATIONS: frozenset[tuple[str, str, str]] = frozenset(
-    {
-        # (a) files to split by concept
-        ("long-file", "service/bench.py", "over 400 lines"),
-        ("long-file", "service/engines/stepping.py", "over 400 lines"),
-        # (b) the protocol bench borrows the serving bench's helpers
-        ("private-name", "service/bench_protocols.py", "service.bench._free_port"),
-        ("private-name", "service/bench_protocols.py", "service.bench._wait_ready"),
-        # (d) pointers at documents that are not in the repo
-        (
-            "outside-pointer",
-            "service/metrics.py",
-            "Prometheus metric of design §4, built on an injected",
-        ),
-        ("outside-pointer", "service/metrics.py", "change them only with design §4. Each app"),
-        (
-            "outside-pointer",
-            "service/schemas.py",
-            "bodies of the HTTP API (design §4); field limits live",
-        ),
-    }
-)
+KNOWN_VIOLATIONS: frozenset[tuple[str, str, str]] = frozenset()
 
 
 class Violation(NamedTuple):
