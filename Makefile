@@ -7,7 +7,7 @@ PORT   ?= 8000
 DATA   ?= data
 SHARED ?= ../shared/data
 
-.PHONY: install serve serve-ray test lint format protos data train train-imdb evaluate bench-serve bench-engines bench-protocols bench-ray reliability reliability-soak report experiments clean
+.PHONY: install serve serve-ray test lint format protos data train train-imdb evaluate bench-serve bench-engines bench-protocols bench-ray bench-connection-guard reliability reliability-soak report experiments clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -100,6 +100,11 @@ bench-engines: $(STAMP)
 ## make bench-protocols: JSON, binary and gRPC wire formats on one spawned server
 bench-protocols: $(STAMP)
 	$(PY) -m benchmarks.protocols --model-dir checkpoints --out reports/bench_protocols.json
+
+## make bench-connection-guard: the guard's CPU per request and the attacks, guarded vs bare h11
+bench-connection-guard: $(STAMP)
+	$(PY) -m benchmarks.connection_guard --model-dir checkpoints --rounds 3 \
+		--out reports/bench_connection_guard.json
 
 ## make bench-ray: Ray Serve with 1 and 2 replicas against the single-process server
 bench-ray: $(STAMP)

@@ -8,7 +8,7 @@ For each variant, in interleaved rounds, a fresh server on loopback is measured 
 - new connections: one `GET /healthz` per connection, one at a time: answers/s and CPU/answer;
 - /predict: the median latency of real PNG predictions over one kept-alive connection.
 
-    python scripts/bench_connection_guard.py --model-dir checkpoints --rounds 3 \\
+    python -m benchmarks.connection_guard --model-dir checkpoints --rounds 3 \\
         --out reports/bench_connection_guard.json
 """
 
@@ -117,7 +117,7 @@ def measure(variant: str, model_dir: Path, port: int, seconds: float) -> dict[st
         "DYNALAY_LOG_LEVEL": "warning",
         "OMP_NUM_THREADS": "1",
     }
-    command = [sys.executable, __file__, "--serve", variant]
+    command = [sys.executable, "-m", "benchmarks.connection_guard", "--serve", variant]
     server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
     try:
