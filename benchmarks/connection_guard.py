@@ -29,6 +29,8 @@ from pathlib import Path
 import httpx
 import uvicorn
 
+from benchmarks.servers import free_port, wait_ready
+
 ROOT = Path(__file__).resolve().parents[1]
 VARIANTS = ("guard+h11", "h11", "httptools")
 HEALTHZ = b"GET /healthz HTTP/1.1\r\nHost: bench\r\n\r\n"
@@ -121,7 +123,7 @@ def measure(variant: str, model_dir: Path, port: int, seconds: float) -> dict[st
     server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
     try:
-        wait_ready(base, server)
+        wait_ready(base, server, timeout_s=180.0)
         pid = server.pid
         return {
             "variant": variant,
@@ -132,25 +134,6 @@ def measure(variant: str, model_dir: Path, port: int, seconds: float) -> dict[st
     finally:
         server.terminate()
         server.wait(30)
-
-
-def wait_ready(base: str, server: subprocess.Popen, timeout_s: float = 180.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        assert server.poll() is None, f"the server exited with {server.returncode}"
-        try:
-            if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    raise TimeoutError(f"{base} not ready after {timeout_s} s")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def median(runs: list[dict], part: str, figure: str) -> float:

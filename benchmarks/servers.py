@@ -46,13 +46,17 @@ def spawned_server(port: int, env: dict[str, str]) -> Iterator[str]:
                 server.kill()
 
 
-def wait_ready(url: str, server: subprocess.Popen, log, timeout_s: float = 300) -> None:
-    """Poll /readyz until 200; exit with the server's log if it dies or fails to load."""
+def wait_ready(url: str, server: subprocess.Popen, log=None, timeout_s: float = 300) -> None:
+    """Poll /readyz until 200; exit with the server's log (a binary file, if it has one) when
+    it dies or fails to load."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if server.poll() is not None:
-            log.seek(0)
-            raise SystemExit(f"the server exited:\n{log.read().decode()[-3000:]}")
+            tail = ""
+            if log is not None:
+                log.seek(0)
+                tail = log.read().decode()[-3000:]
+            raise SystemExit(f"the server exited with {server.returncode}:\n{tail}")
         with contextlib.suppress(httpx.TransportError):
             ready = httpx.get(f"{url}/readyz", timeout=2)
             if ready.status_code == 200:
