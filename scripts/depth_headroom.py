@@ -59,7 +59,7 @@ def stem_features(net, images: torch.Tensor, mean, std, flip: bool) -> torch.Ten
     return torch.cat(out)
 
 
-def arm(net, name: str, depth_factor: int, repeat: int) -> Stack:
+def arm(net, depth_factor: int, repeat: int) -> Stack:
     base = list(net.backbone.layers)
     layers = [copy.deepcopy(base[i % 3]) for i in range(3 * depth_factor)]
     stack = Stack(copy.deepcopy(net.backbone), layers, repeat)
@@ -67,7 +67,6 @@ def arm(net, name: str, depth_factor: int, repeat: int) -> Stack:
         p.requires_grad_(False)
     for p in stack.backbone.fc.parameters():
         p.requires_grad_(True)
-    stack.name = name
     return stack
 
 
@@ -142,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
         ("tied ×3", 1, 3),
         ("untied ×3", 3, 1),
     ]:
-        stack = arm(net, name, factor, repeat)
+        stack = arm(net, factor, repeat)
         seconds = train_arm(stack, u_train, u_flip, train.labels, args.epochs, args.lr, seed=0)
         row = {
             "arm": name,

@@ -7,6 +7,7 @@ value replaces the base's. The measurements behind the choices are in docs/recip
 
 from __future__ import annotations
 
+import copy
 import json
 from functools import cache
 from pathlib import Path
@@ -35,7 +36,7 @@ def recipe(name: str) -> dict[str, Any]:
     doc = _read(name)
     own = {k: v for k, v in doc.items() if k not in META_KEYS}
     if "base" not in doc:
-        return json.loads(json.dumps(own))
+        return copy.deepcopy(own)
     out = recipe(doc["base"])
     for key, value in own.items():
         if isinstance(value, dict) and isinstance(out.get(key), dict):
