@@ -53,6 +53,9 @@ class ModelConfig:
 
     # Agent: MLP over the straight pass' activation profile.
     agent_hidden: int = 64
+    # A fifth action, `tta` (model/actions.py): the straight pass over four views of the image,
+    # logits averaged, at four passes' cost. Images only; False for a config.json without it.
+    tta_action: bool = False
 
     def __post_init__(self) -> None:
         if self.arch not in ("cnn", "lstm"):
@@ -71,6 +74,8 @@ class ModelConfig:
             raise ValueError("task 'lm' needs arch 'lstm'")
         if not 0.0 <= self.embed_dropout < 1.0:
             raise ValueError(f"embed_dropout must be in [0, 1), got {self.embed_dropout}")
+        if self.tta_action and self.arch != "cnn":
+            raise ValueError("tta_action (test-time image views) needs arch 'cnn'")
         if self.n_classes < 2:
             raise ValueError("n_classes must be ≥ 2")
 

@@ -4,6 +4,8 @@
                     profile(z1, z2, z3, confidence) ─agent─▶ action a
     a = 0: keep the straight logits
     a = k: iterate L_k∘…∘L1 to a fixed point from z_k, run the remaining layers once, head
+    a = tta (when the config offers it): the straight pass on three more views of x, the four
+            views' logits averaged
 
 The straight pass runs batched for every sample. Each looped action then runs only on its own
 samples (gathered by index), and inside a loop converged samples drop out, so the layer
@@ -18,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from model.actions import N_ACTIONS, N_LAYERS
+from model.actions import N_LAYERS, TTA, TTA_VIEWS, n_actions
 from model.agent import AgentNet, choose_actions
 from model.backbones import build_backbone
 from model.backward import solve_loop
@@ -31,6 +33,7 @@ class StraightPass:
     states: tuple[Tensor, ...]  # z1, z2, z3 after one pass
     logits: Tensor  # (B, C), or (B, T, V) for a language model
     profile: Tensor  # (B, P) agent input, detached: the agent's loss never moves the backbone
+    x: Tensor | None = None  # the input batch, kept for the views of action `tta`
 
 
 @dataclass(frozen=True)
@@ -51,7 +54,8 @@ class DynaLayNet(nn.Module):
         self.config = config
         self.backbone = build_backbone(config)
         profile_dim = N_LAYERS * self.backbone.summary_dim + 2
-        self.agent = AgentNet(profile_dim, config.agent_hidden)
+        self.n_actions = n_actions(config.tta_action)
+        self.agent = AgentNet(profile_dim, config.agent_hidden, self.n_actions)
 
     def forward(
         self,
@@ -76,7 +80,7 @@ class DynaLayNet(nn.Module):
         logits = self.backbone.head(h, *inj)
         summaries = [self.backbone.pool(z, *inj) for z in states]
         profile = torch.cat([*summaries, confidence_features(logits)], dim=1).detach()
-        return StraightPass(tuple(inj), tuple(states), logits, profile)
+        return StraightPass(tuple(inj), tuple(states), logits, profile, x)
 
     def decide(self, straight: StraightPass, sample: bool = False) -> tuple[Tensor, Tensor]:
         agent_logits = self.agent(straight.profile)
@@ -94,9 +98,15 @@ class DynaLayNet(nn.Module):
         iterations = torch.zeros(batch, dtype=torch.long, device=device)
         converged = torch.ones(batch, dtype=torch.bool, device=device)
         residual = torch.zeros(batch, device=device)
-        for action in range(1, N_ACTIONS):
+        if batch and int(actions.max()) >= self.n_actions:
+            raise ValueError(f"this model's actions are 0..{self.n_actions - 1}")
+        for action in range(1, self.n_actions):
             idx = (actions == action).nonzero(as_tuple=True)[0]
             if idx.numel() == 0:
+                continue
+            if action == TTA:
+                group_logits = tta_logits(ModuleParts(self), straight.x[idx], straight.logits[idx])
+                logits = logits.index_put((idx,), group_logits.to(logits.dtype))
                 continue
             group_logits, stats = self._loop(straight, action, idx)
             logits = logits.index_put((idx,), group_logits.to(logits.dtype))
@@ -144,17 +154,19 @@ def confidence_features(logits: Tensor) -> Tensor:
 
 
 def _layer_evaluations(actions: Tensor, iterations: Tensor) -> Tensor:
-    """Vectorised `model.actions.layer_evaluations`: 3 + k·n + (3 − k) for k > 0. (B,) → (B,).
+    """Vectorised `model.actions.layer_evaluations`: 3 + k·n + (3 − k) for a loop k, 3·4 for
+    `tta`. (B,) → (B,).
 
-    >>> actions, iterations = torch.tensor([0, 1, 2, 3]), torch.tensor([0, 5, 5, 5])
+    >>> actions, iterations = torch.tensor([0, 1, 2, 3, 4]), torch.tensor([0, 5, 5, 5, 0])
     >>> _layer_evaluations(actions, iterations).tolist()
-    [3, 10, 14, 18]
+    [3, 10, 14, 18, 12]
     >>> from model.actions import layer_evaluations  # the scalar form agrees
-    >>> [layer_evaluations(a, 5) for a in range(4)]
-    [3, 10, 14, 18]
+    >>> [layer_evaluations(a, 5) for a in range(5)]
+    [3, 10, 14, 18, 12]
     """
-    looped = actions * iterations + (N_LAYERS - actions)
-    return torch.where(actions == 0, N_LAYERS, N_LAYERS + looped)
+    looped = N_LAYERS + actions * iterations + (N_LAYERS - actions)
+    evals = torch.where(actions == 0, N_LAYERS, looped)
+    return torch.where(actions == TTA, N_LAYERS * TTA_VIEWS, evals)
 
 
 def build_model(config: ModelConfig) -> DynaLayNet:
@@ -220,7 +232,34 @@ def straight_pass(parts: NetworkParts, x: Tensor, lengths: Tensor | None = None)
         h = parts.layer(index, h, inj)
         states.append(h)
     logits = parts.head(h, inj)
-    return StraightPass(inj, tuple(states), logits, parts.profile(tuple(states), logits, inj))
+    profile = parts.profile(tuple(states), logits, inj)
+    return StraightPass(inj, tuple(states), logits, profile, x)
+
+
+def tta_views(x: Tensor) -> Tensor:
+    """The three views `tta` adds to an image batch x (n, C, H, W) → (3n, C, H, W): the mirror
+    image, then the image and its mirror each moved one pixel right and down (reflect padding).
+
+    >>> x = torch.arange(4.0).view(1, 1, 2, 2)  # [[0, 1], [2, 3]]
+    >>> tta_views(x)[:, 0].tolist()
+    [[[1.0, 0.0], [3.0, 2.0]], [[3.0, 2.0], [1.0, 0.0]], [[2.0, 3.0], [0.0, 1.0]]]
+    """
+    mirrored = x.flip(3)
+    height, width = x.shape[2:]
+    shifted = F.pad(torch.cat([x, mirrored]), (1, 1, 1, 1), mode="reflect")[..., :height, :width]
+    return torch.cat([mirrored, shifted])
+
+
+def tta_logits(parts: NetworkParts, x: Tensor, straight_logits: Tensor) -> Tensor:
+    """Action `tta`: the straight pass on `tta_views(x)` in one batch, averaged with the
+    straight logits (n, C) already computed on x itself → (n, C)."""
+    n = x.shape[0]
+    inj = parts.stem(tta_views(x), None)
+    h = inj[0]
+    for index in range(N_LAYERS):
+        h = parts.layer(index, h, inj)
+    views = parts.head(h, inj).view(TTA_VIEWS - 1, n, -1)  # (3, n, C)
+    return (straight_logits + views.sum(0).to(straight_logits.dtype)) / TTA_VIEWS
 
 
 def loop_iteration(parts: NetworkParts, action: int, z: Tensor, inj: tuple[Tensor, ...]) -> Tensor:

@@ -190,7 +190,7 @@ async def infer(
     state: ServiceState, served: ServedModel, request: InferenceRequest, deadline: float
 ) -> InferenceAnswer:
     """Validate, decode off the event loop, run every sample through the batcher, answer."""
-    action = _action(request.parameters)
+    action = served.action_id(_action(request.parameters))
     deadline = _client_deadline(request.parameters, deadline)
     outputs = _requested_outputs(request.outputs)
     tensor = _the_input(served, request.inputs)
@@ -219,13 +219,13 @@ async def infer(
     )
 
 
-def _action(parameters: Mapping[str, Any]) -> int | None:
+def _action(parameters: Mapping[str, Any]) -> str | None:
     action = parameters.get("action")
     if action is None:
         return None
     if action not in ACTIONS:
         raise ServiceError(422, f"unknown action {str(action)[:32]!r}; accepted: {ACTIONS}")
-    return ACTIONS.index(action)
+    return str(action)
 
 
 def _client_deadline(parameters: Mapping[str, Any], deadline: float) -> float:

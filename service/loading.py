@@ -70,7 +70,9 @@ def serve(state: ServiceState, engine: Engine) -> None:
     batcher = build_scheduler(engine, state.metrics, settings)
     batcher.start()
     state.models[name] = ServedModel(engine, batcher, image_spec, text_encoder)
-    state.metrics.register_model(name, engine.meta.version, engine.name, engine.device)
+    state.metrics.register_model(
+        name, engine.meta.version, engine.name, engine.device, engine.meta.actions
+    )
 
 
 def _give_up(state: ServiceState, what: str, exc: Exception) -> None:

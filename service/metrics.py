@@ -12,7 +12,7 @@ import time
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from model.actions import ACTIONS, LAYER_NAMES
+from model.actions import LAYER_NAMES, THESIS_ACTIONS
 
 ANSWER_PATHS = ("straight", "looped")  # label values of dynalay_answer_duration_seconds
 UNRESOLVED_MODEL = "none"  # label for answers given before a model was chosen (bounded labels)
@@ -146,10 +146,18 @@ class Metrics:
             registry=r,
         )
 
-    def register_model(self, model: str, version: str, engine: str, device: str) -> None:
-        """Publish a loaded model and create its series at zero, so rates exist from the start."""
+    def register_model(
+        self,
+        model: str,
+        version: str,
+        engine: str,
+        device: str,
+        actions: tuple[str, ...] = THESIS_ACTIONS,
+    ) -> None:
+        """Publish a loaded model and create its series at zero, so rates exist from the start;
+        `actions`: the ones the model offers."""
         self.model_info.labels(model, version, engine, device).set(1)
-        for action in ACTIONS:
+        for action in actions:
             self.actions.labels(model, action)
         for layer in LAYER_NAMES:
             self.layer_loops.labels(model, layer)

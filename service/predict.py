@@ -37,7 +37,7 @@ async def predict(request: Request, state: ServiceState) -> PredictResponse:
     try:
         prepared = await _preprocess(served, payload, state)
         data = prepared.ids if isinstance(prepared, EncodedText) else prepared
-        action = ACTIONS.index(payload.action) if payload.action else None
+        action = served.action_id(payload.action)
         completed = await served.batcher.submit(EngineInput(data, action), deadline)
     finally:
         in_progress.dec()

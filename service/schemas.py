@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-ActionName = Literal["straight", "loop_l1", "loop_l1_l2", "loop_all"]  # model.actions.ACTIONS
+ActionName = Literal["straight", "loop_l1", "loop_l1_l2", "loop_all", "tta"]  # ACTIONS
 
 
 class PredictJSON(BaseModel):

@@ -34,6 +34,20 @@ class ServedModel:
     def name(self) -> str:
         return self.engine.meta.name
 
+    def action_id(self, action: str | None) -> int | None:
+        """A forced action's id for this model (None: the agent decides); 422 for an action
+        the model does not offer (`tta` needs an image model trained with it)."""
+        if action is None:
+            return None
+        offered = self.meta.actions
+        if action not in offered:
+            raise ServiceError(
+                422,
+                f"model {self.name!r} does not offer action {action[:32]!r}; "
+                f"its actions: {', '.join(offered)}",
+            )
+        return offered.index(action)
+
     def preprocess(self, payload: PredictInput, settings: Settings) -> np.ndarray | EncodedText:
         """Blocking (decode, resize, tokenize): run it in a worker thread."""
         if self.text_encoder is not None:

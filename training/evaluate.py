@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from model.actions import ACTIONS
+from model.actions import actions_in
 from model.checkpoint import load_checkpoint, write_metrics
 from training.config import AgentConfig, TrainConfig
 from training.data import load_split
@@ -125,7 +125,7 @@ def format_summary(m: dict[str, Any]) -> str:
         f"{'':12s} {'agent freq':>10s} {'agent acc':>9s} {'iters':>6s} | "
         f"{'forced acc':>10s} {'evals':>6s} {'iters':>6s}",
     ]
-    for name in ACTIONS:
+    for name in actions_in(m["forced"]):
         f = m["forced"][name]
         acc, iters = m["accuracy_per_action"][name], m["iterations_per_action"][name]
         lines.append(

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from model.actions import ACTIONS, N_ACTIONS
+from model.actions import ACTIONS, N_LOOP_ACTIONS, THESIS_ACTIONS
 from model.checkpoint import load_checkpoint
 from training.data import load_split
 from training.data.batches import BatchIterator
@@ -78,7 +78,7 @@ def iteration_sweep(
     straights = [(net.straight(x), y) for x, y in batches]
     base = net.config
     sweep: dict[str, list[float]] = {}
-    for action in range(1, N_ACTIONS):
+    for action in range(1, N_LOOP_ACTIONS):
         accs = []
         for n in range(1, max_n + 1):
             net.config = dataclasses.replace(base, tol=0.0, max_iter=n)  # exactly n steps
@@ -96,7 +96,8 @@ def _row(name: str, r: dict[str, Any]) -> str:
     f = r["forced"]
     cells = [name, _pct(f["straight"]["accuracy"])]
     cells += [
-        _pct(f[a]["accuracy"]) + f" ({f[a]['mean_layer_evaluations']:.1f})" for a in ACTIONS[1:]
+        _pct(f[a]["accuracy"]) + f" ({f[a]['mean_layer_evaluations']:.1f})"
+        for a in THESIS_ACTIONS[1:]
     ]
     cells += [
         _pct(r["oracle"]["accuracy"]),
@@ -107,7 +108,7 @@ def _row(name: str, r: dict[str, Any]) -> str:
 
 
 def table(results: dict[str, Any]) -> str:
-    head = ["design", "straight (3)", *(f"{a} (evals)" for a in ACTIONS[1:])]
+    head = ["design", "straight (3)", *(f"{a} (evals)" for a in THESIS_ACTIONS[1:])]
     head += ["oracle", "gate at agent's compute", "agent (evals)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     lines += ["| " + _row(name, r) + " |" for name, r in results.items()]
@@ -120,8 +121,8 @@ def plot(results: dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, N_ACTIONS - 1, figsize=(12, 3.6), sharey=True)
-    for ax, action in zip(axes, ACTIONS[1:], strict=True):
+    fig, axes = plt.subplots(1, N_LOOP_ACTIONS - 1, figsize=(12, 3.6), sharey=True)
+    for ax, action in zip(axes, THESIS_ACTIONS[1:], strict=True):
         for name, r in results.items():
             accs = r["accuracy_vs_iterations"][action]
             line = ax.plot(range(1, len(accs) + 1), [100 * a for a in accs], marker="o", label=name)

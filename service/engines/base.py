@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
+from model.actions import ACTIONS, THESIS_ACTIONS, n_actions
 from model.checkpoint import LoadedCheckpoint
 
 if TYPE_CHECKING:
@@ -30,6 +31,7 @@ class ModelMeta:
     classes: tuple[str, ...]
     preprocessing: dict  # model/checkpoint.py's preprocessing dict
     directory: Path
+    actions: tuple[str, ...] = THESIS_ACTIONS  # the actions this model offers (ids = positions)
 
     @classmethod
     def from_checkpoint(cls, loaded: LoadedCheckpoint) -> ModelMeta:
@@ -40,6 +42,7 @@ class ModelMeta:
             classes=loaded.classes,
             preprocessing=loaded.preprocessing,
             directory=loaded.directory,
+            actions=ACTIONS[: n_actions(loaded.config.tta_action)],
         )
 
     @property
@@ -50,7 +53,7 @@ class ModelMeta:
 @dataclass(frozen=True)
 class EngineInput:
     data: np.ndarray  # image: (3, H, W) float32 normalised; text: (T,) int64 token ids
-    action: int | None = None  # a forced action id (0..3); None lets the agent decide
+    action: int | None = None  # a forced action id (into ModelMeta.actions); None: the agent's
 
 
 @dataclass(frozen=True)

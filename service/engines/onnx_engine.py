@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from model.actions import LAYER_NAMES, N_ACTIONS
+from model.actions import LAYER_NAMES
 from model.checkpoint import LoadedCheckpoint, load_checkpoint
 from model.onnx_parts import (
     LOGITS,
@@ -89,7 +89,7 @@ class OnnxEngine:
     def warmup(self) -> None:
         # One sample per forced action plus one the agent decides: every part runs once.
         dummy = _dummy_input(self.meta)
-        self.run([EngineInput(dummy, action) for action in (*range(N_ACTIONS), None)])
+        self.run([EngineInput(dummy, action) for action in (*range(len(self.meta.actions)), None)])
 
     def _collate(self, batch: Sequence[EngineInput]) -> tuple[Tensor, Tensor | None]:
         """Images (B, 3, H, W) and None, or ids (B, T) padded with 0 and lengths (B,)."""

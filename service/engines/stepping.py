@@ -5,8 +5,9 @@ ONNX Runtime sessions), how it collates a batch, and the loop settings of its ch
 (`EngineSteps`). `Stepper` runs the algorithm from those parts, one piece per call:
 
 - `straight(batch, keys)`: stem, L1..L3, head, profile and agent over a new batch. Inputs the
-  agent keeps straight (or that force `straight`) are answered at once; the others wait, with
-  their straight-pass state, for a place in the pool.
+  agent keeps straight (or that force `straight`) are answered at once, and so are those that
+  take `tta` (their three more views run as one batch right away: no loop to schedule); the
+  others wait, with their straight-pass state, for a place in the pool.
 - `step()`: admits waiting samples up to the pool's capacity (first come, first served), runs
   ONE fixed-point iteration over the pool, grouped by action (action k iterates L_k∘…∘L1, so
   each action is its own batched call), and retires the samples whose loop stopped: the finish
@@ -41,8 +42,15 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from model.actions import N_ACTIONS, N_LAYERS
-from model.network import NetworkParts, finish, loop_iteration, straight_pass
+from model.actions import N_LAYERS, N_LOOP_ACTIONS, TTA, layer_evaluations
+from model.network import (
+    NetworkParts,
+    StraightPass,
+    finish,
+    loop_iteration,
+    straight_pass,
+    tta_logits,
+)
 from model.solvers import get_solver, relative_residual
 from service.engines.base import BatchOutput, EngineInput, SampleResult
 from service.engines.device_tensors import host_index, per_row, read_back
@@ -164,8 +172,9 @@ class Stepper:
             (keys[row], _straight_result(int(classes[row]), probs[row]))
             for row in np.flatnonzero(chosen == 0)
         ]
+        answered += self._views(passed, chosen, keys)
         looped = []
-        for action in range(1, N_ACTIONS):
+        for action in range(1, N_LOOP_ACTIONS):
             rows = np.flatnonzero(chosen == action)
             if rows.size:
                 idx = host_index(rows, device)
@@ -174,6 +183,20 @@ class Stepper:
                 self._waiting.append(LoopRows.start(action, [keys[r] for r in rows], state, inj))
                 looped += [keys[r] for r in rows]
         return StraightOutcome(answered, looped, clock.seconds)
+
+    def _views(self, passed: StraightPass, chosen: np.ndarray, keys: Sequence[int]) -> list[Answer]:
+        """Answers of the rows that take `tta`: their three more views, one batched pass."""
+        rows = np.flatnonzero(chosen == TTA)
+        if rows.size == 0:
+            return []
+        idx = host_index(rows, self.steps.device)
+        logits = tta_logits(self.steps.parts, passed.x.index_select(0, idx), passed.logits[idx])
+        probs, classes = read_back([logits.float().softmax(dim=1), logits.argmax(dim=1)])
+        evals = layer_evaluations(TTA, 0)
+        return [
+            (keys[row], SampleResult(int(c), tuple(p.tolist()), TTA, 0, True, evals))
+            for row, c, p in zip(rows, classes, probs.reshape(rows.size, -1), strict=True)
+        ]
 
     # ---- one loop step ------------------------------------------------------------------
 

@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from model.actions import N_ACTIONS
 from model.checkpoint import LoadedCheckpoint, load_checkpoint
 from model.network import ModuleParts
 from service.engines.base import BatchOutput, EngineInput, ModelMeta
@@ -50,7 +49,7 @@ class TorchEngine:
     def warmup(self) -> None:
         # One sample per forced action plus one the agent decides: every code path runs once.
         dummy = self._dummy_input()
-        self.run([EngineInput(dummy, action) for action in (*range(N_ACTIONS), None)])
+        self.run([EngineInput(dummy, action) for action in (*range(len(self.meta.actions)), None)])
 
     def _run(self, batch: Sequence[EngineInput]) -> BatchOutput:
         x, lengths = self._collate(batch)

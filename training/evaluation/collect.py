@@ -7,7 +7,7 @@ from dataclasses import dataclass, fields
 
 import torch
 
-from model.actions import N_ACTIONS
+from model.actions import N_LOOP_ACTIONS
 from model.network import DynaLayNet
 
 
@@ -23,11 +23,12 @@ class Outcomes:
     converged: torch.Tensor  # (N,) bool, agent path
     straight_top_prob: torch.Tensor  # (N,) float, max softmax of the straight pass
     straight_correct: torch.Tensor  # (N,) bool, the straight pass alone
-    # Every input forced through each action: (N, 4) each; None when not collected.
+    # Every input forced through each action: (N, n_actions) each; None when not collected.
     forced_correct: torch.Tensor | None = None
     forced_evaluations: torch.Tensor | None = None
     forced_iterations: torch.Tensor | None = None
     forced_converged: torch.Tensor | None = None
+    n_actions: int = N_LOOP_ACTIONS  # the model's actions: the first n of model.actions.ACTIONS
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -41,7 +42,9 @@ def collect(
     inputs recomputed under each single action from the same straight pass."""
     was_training = net.training
     net.eval()
-    parts: dict[str, list[torch.Tensor]] = {f.name: [] for f in fields(Outcomes)}
+    parts: dict[str, list[torch.Tensor]] = {
+        f.name: [] for f in fields(Outcomes) if f.name != "n_actions"
+    }
     for x, y in batches:
         straight = net.straight(x)
         actions, agent_logits = net.decide(straight)
@@ -59,7 +62,7 @@ def collect(
         if forced:
             outs = [
                 net.recompute(straight, torch.full_like(y, a), agent_logits)
-                for a in range(N_ACTIONS)
+                for a in range(net.n_actions)
             ]
             row["forced_correct"] = torch.stack([o.logits.argmax(1) == y for o in outs], 1)
             row["forced_evaluations"] = torch.stack([o.layer_evaluations for o in outs], 1)
@@ -68,4 +71,5 @@ def collect(
         for key, value in row.items():
             parts[key].append(value.cpu())
     net.train(was_training)
-    return Outcomes(**{k: torch.cat(v) if v else None for k, v in parts.items()})
+    tensors = {k: torch.cat(v) if v else None for k, v in parts.items()}
+    return Outcomes(**tensors, n_actions=net.n_actions)

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from model.actions import ACTIONS, N_ACTIONS
+from model.actions import THESIS_ACTIONS
 from model.network import DynaLayNet, ForwardOutput
 from training.data.text.tokenizer import PAD_ID
 
@@ -58,17 +58,17 @@ def lm_metrics(
     was_training = net.training
     net.eval()
     agent, straight = _Tally(), _Tally()
-    per_action = [_Tally() for _ in range(N_ACTIONS)]
-    counts = torch.zeros(N_ACTIONS, dtype=torch.long)
+    per_action = [_Tally() for _ in range(len(THESIS_ACTIONS))]
+    counts = torch.zeros(len(THESIS_ACTIONS), dtype=torch.long)
     for x, y in batches:
         s = net.straight(x)
         actions, agent_logits = net.decide(s)
         out = net.recompute(s, actions, agent_logits)
         agent.add(out.logits, y, out)
         straight.add(s.logits, y, None)
-        counts += torch.bincount(actions.cpu(), minlength=N_ACTIONS)
+        counts += torch.bincount(actions.cpu(), minlength=len(THESIS_ACTIONS))
         if forced:
-            for a in range(N_ACTIONS):
+            for a in range(len(THESIS_ACTIONS)):
                 forced_out = net.recompute(s, torch.full_like(actions, a), agent_logits)
                 per_action[a].add(forced_out.logits, y, forced_out)
     net.train(was_training)
@@ -76,7 +76,9 @@ def lm_metrics(
 
 
 def _report(agent: _Tally, straight: _Tally, per_action, counts: torch.Tensor) -> dict[str, Any]:
-    freq = {name: float(counts[a]) / max(int(counts.sum()), 1) for a, name in enumerate(ACTIONS)}
+    freq = {
+        name: float(counts[a]) / max(int(counts.sum()), 1) for a, name in enumerate(THESIS_ACTIONS)
+    }
     a, s = agent.summary(), straight.summary()
     used = sum(f >= 0.02 for f in freq.values())
     out: dict[str, Any] = {
@@ -91,7 +93,9 @@ def _report(agent: _Tally, straight: _Tally, per_action, counts: torch.Tensor) -
         "checks": {"not_collapsed": used >= 2},
     }
     if per_action is not None:
-        out["forced"] = {name: t.summary() for name, t in zip(ACTIONS, per_action, strict=True)}
+        out["forced"] = {
+            name: t.summary() for name, t in zip(THESIS_ACTIONS, per_action, strict=True)
+        }
     return out
 
 
@@ -102,7 +106,7 @@ def format_lm_summary(m: dict[str, Any]) -> str:
         f"{m['layer_evaluations_per_token']:.2f} layer evaluations/token",
         f"{'':12s} {'agent freq':>10s} | {'forced ppl':>10s} {'evals':>6s} {'iters':>6s}",
     ]
-    for name in ACTIONS:
+    for name in THESIS_ACTIONS:
         f = m.get("forced", {}).get(name)
         forced = f"{f['perplexity']:10.2f} {f['mean_layer_evaluations']:6.2f} " if f else ""
         forced += f"{f['mean_iterations']:6.2f}" if f else ""

@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from model.actions import ACTIONS, N_ACTIONS
+from model.actions import ACTIONS, N_LOOP_ACTIONS
 from training.evaluation.collect import Outcomes
 from training.evaluation.gate import accuracy_at_compute, gate_sweep
 from training.evaluation.reward import reward
@@ -20,7 +20,7 @@ def agent_summary(o: Outcomes, alpha: float, beta: float, normalizer: float) -> 
     """Accuracy, compute, action use and reward of the agent's (greedy) path."""
     per_action: dict[str, Any] = {"accuracy": {}, "iterations": {}, "converged_share": {}}
     freq = {}
-    for a, name in enumerate(ACTIONS):
+    for a, name in enumerate(ACTIONS[: o.n_actions]):
         m = o.actions == a
         freq[name] = m.float().mean().item()
         per_action["accuracy"][name] = _mean(o.correct[m])
@@ -52,7 +52,7 @@ def forced_summary(o: Outcomes) -> dict[str, dict[str, float | None]]:
             "mean_iterations": _mean(o.forced_iterations[:, a]),
             "converged_share": _mean(o.forced_converged[:, a]),
         }
-        for a, name in enumerate(ACTIONS)
+        for a, name in enumerate(ACTIONS[: o.n_actions])
     }
 
 
@@ -67,13 +67,19 @@ def oracle_summary(o: Outcomes) -> dict[str, float | None]:
 
 
 def full_metrics(
-    o: Outcomes, alpha: float, beta: float, normalizer: float, gate_action: int = N_ACTIONS - 1
+    o: Outcomes,
+    alpha: float,
+    beta: float,
+    normalizer: float,
+    gate_action: int = N_LOOP_ACTIONS - 1,
 ) -> dict[str, Any]:
     """Agent, forced actions, oracle, confidence-gate sweep and the checks a release is held to
-    (the agent against the best forced action and the gate at its compute, not collapsed)."""
+    (the agent against the best forced action and the gate at its compute, not collapsed).
+    `gate` reports the sweep of `gate_action` (loop_all by default); the best gate at the
+    agent's compute is over every action's sweep, `tta` included where the model has it."""
     agent = agent_summary(o, alpha, beta, normalizer)
     forced = forced_summary(o)
-    sweeps = {ACTIONS[a]: gate_sweep(o, a) for a in range(1, N_ACTIONS)}
+    sweeps = {ACTIONS[a]: gate_sweep(o, a) for a in range(1, o.n_actions)}
     gate_acc = accuracy_at_compute(sweeps[ACTIONS[gate_action]], agent["mean_layer_evaluations"])
     best_forced = max(forced.values(), key=lambda f: f["accuracy"] or 0.0)
     compute = agent["mean_layer_evaluations"]
@@ -92,6 +98,7 @@ def full_metrics(
         "checks": {
             "agent_minus_best_forced_accuracy": agent["accuracy"] - best_forced["accuracy"],
             "agent_minus_gate_accuracy_at_matched_compute": agent["accuracy"] - gate_acc,
+            "agent_minus_best_gate_accuracy_at_matched_compute": agent["accuracy"] - best_gate,
             "agent_minus_loop_all_layer_evaluations": agent["mean_layer_evaluations"]
             - forced["loop_all"]["mean_layer_evaluations"],
             "not_collapsed": agent["actions_used_2pct"] >= 2,

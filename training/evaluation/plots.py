@@ -15,7 +15,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from model.actions import ACTIONS
+from model.actions import THESIS_ACTIONS, actions_in
 from training.evaluation.sweep import plot_sweep, sweep_point
 from training.evaluation.tradeoff import plot_tradeoff
 
@@ -57,15 +57,18 @@ def read_run(path: Path) -> Run:
 def plot_action_frequencies(run: Run, path: Path) -> dict[str, Any]:
     """Fig 4.1: the agent's choices on the test set, and per epoch during training."""
     epochs = [r["epoch"] for r in run.history]
-    per_epoch = {name: [_epoch_freq(r).get(name, 0.0) for r in run.history] for name in ACTIONS}
+    seen = {name for r in run.history for name in _epoch_freq(r)}
+    names = actions_in({*seen, *run.metrics.get("action_frequencies", {})})
+    names = names or THESIS_ACTIONS
+    per_epoch = {name: [_epoch_freq(r).get(name, 0.0) for r in run.history] for name in names}
     last = {n: v[-1] for n, v in per_epoch.items() if v}
     measured = run.metrics.get("action_frequencies") or last
-    final = {name: measured.get(name, 0.0) for name in ACTIONS}  # metrics.json sorts its keys
+    final = {name: measured.get(name, 0.0) for name in names}  # metrics.json sorts its keys
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
     ax1.bar(list(final), list(final.values()), color=_colors())
     ax1.set(title="Agent's action frequencies (test)", ylabel="share of inputs", ylim=(0, 1))
     if epochs:
-        ax2.stackplot(epochs, *per_epoch.values(), labels=ACTIONS, colors=_colors(), alpha=0.85)
+        ax2.stackplot(epochs, *per_epoch.values(), labels=names, colors=_colors(), alpha=0.85)
         ax2.set(title="Greedy action frequencies per epoch", xlabel="epoch", ylim=(0, 1))
         ax2.legend(loc="upper left", fontsize=8)
     _save(fig, path)
@@ -131,9 +134,10 @@ def plot_curves(runs: list[Run], path: Path) -> dict[str, Any]:
 
 def plot_accuracy_compute(m: dict[str, Any], path: Path) -> dict[str, Any]:
     """Accuracy and mean layer evaluations of each forced action, the agent and the oracle."""
-    names = [*ACTIONS, "agent", "oracle"]
-    acc = [m["forced"][a]["accuracy"] for a in ACTIONS] + [m["accuracy"], m["oracle"]["accuracy"]]
-    evals = [m["forced"][a]["mean_layer_evaluations"] for a in ACTIONS]
+    actions = actions_in(m["forced"])
+    names = [*actions, "agent", "oracle"]
+    acc = [m["forced"][a]["accuracy"] for a in actions] + [m["accuracy"], m["oracle"]["accuracy"]]
+    evals = [m["forced"][a]["mean_layer_evaluations"] for a in actions]
     evals += [m["mean_layer_evaluations"], m["oracle"]["mean_layer_evaluations"]]
     ylim = (max(0.0, min(acc) - 0.05), min(1.0, max(acc) + 0.02))
     _bars_with_compute(names, acc, evals, ("accuracy", ylim), "image", "Accuracy", path)
@@ -143,9 +147,10 @@ def plot_accuracy_compute(m: dict[str, Any], path: Path) -> dict[str, Any]:
 def plot_perplexity_compute(m: dict[str, Any], path: Path) -> dict[str, Any]:
     """Language models: test perplexity and layer evaluations of each forced action and of the
     agent."""
-    names = [*ACTIONS, "agent"]
-    ppl = [m["forced"][a]["perplexity"] for a in ACTIONS] + [m["perplexity"]]
-    evals = [m["forced"][a]["mean_layer_evaluations"] for a in ACTIONS]
+    actions = actions_in(m["forced"])
+    names = [*actions, "agent"]
+    ppl = [m["forced"][a]["perplexity"] for a in actions] + [m["perplexity"]]
+    evals = [m["forced"][a]["mean_layer_evaluations"] for a in actions]
     evals += [m["mean_layer_evaluations"]]
     ylim = (0.95 * min(ppl), 1.02 * max(ppl))
     axis = ("test perplexity (lower is better)", ylim)
@@ -180,7 +185,7 @@ def plot_gate_vs_agent(m: dict[str, Any], path: Path) -> dict[str, Any]:
         style = "-" if name == m["gate"]["action"] else ":"
         ax.plot(xs, ys, style, marker=".", label=f"gate → {name}")
         curves[name] = {"mean_layer_evaluations": xs, "accuracy": ys}
-    for a in ACTIONS:
+    for a in actions_in(m["forced"]):
         f = m["forced"][a]
         ax.scatter(f["mean_layer_evaluations"], f["accuracy"], marker="s", s=30)
         ax.annotate(a, (f["mean_layer_evaluations"], f["accuracy"]), fontsize=7)
@@ -231,7 +236,7 @@ def _sweep_point(run: Run) -> dict[str, Any]:
 
 
 def _colors() -> list[str]:
-    return ["tab:gray", "tab:blue", "tab:orange", "tab:red"]
+    return ["tab:gray", "tab:blue", "tab:orange", "tab:red", "tab:green"]
 
 
 def _save(fig, path: Path) -> None:

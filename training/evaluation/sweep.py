@@ -10,7 +10,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from model.actions import ACTIONS
+from model.actions import actions_in
 
 
 def sweep_point(beta: float, estimator: str, m: dict[str, Any]) -> dict[str, Any]:
@@ -36,7 +36,7 @@ def plot_sweep(points: list[dict[str, Any]], path: Path) -> None:
     for ax, estimator in zip(axes[0], estimators, strict=True):
         mine = [q for q in points if q["estimator"] == estimator]
         betas = [q["beta"] for q in mine]
-        for a in ACTIONS:
+        for a in actions_in(mine[0]["action_frequencies"]):
             ax.plot(betas, [q["action_frequencies"][a] for q in mine], marker="o", label=a)
         ax.set(xlabel="cost weight β", ylabel="share of test inputs", ylim=(0, 1))
         ax.set_xscale("symlog", linthresh=0.01)  # the interesting βs sit between 0 and 0.05

@@ -11,7 +11,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from model.actions import ACTIONS
+from model.actions import actions_in
 
 
 def gate_curves(metrics: dict[str, Any]) -> dict[str, dict[str, list[float]]]:
@@ -41,7 +41,7 @@ def plot_tradeoff(
         ax.plot(
             c["mean_layer_evaluations"], c["accuracy"], style, marker=".", label=f"gate → {name}"
         )
-    for a in ACTIONS:
+    for a in actions_in(backbone["forced"]):
         f = backbone["forced"][a]
         ax.scatter(f["mean_layer_evaluations"], f["accuracy"], marker="s", s=25, color="gray")
         ax.annotate(a, (f["mean_layer_evaluations"], f["accuracy"]), fontsize=7, color="gray")

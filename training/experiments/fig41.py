@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from model.actions import ACTIONS
+from model.actions import THESIS_ACTIONS
 from training.evaluation.plots import Run, plot_action_frequencies
 from training.experiments import arms, thesis
 from training.experiments import markdown as md
@@ -25,7 +25,7 @@ def run(ctx: Context) -> dict[str, Any]:
     )
     m = agent.metrics
     return {
-        "action_frequencies": {a: m["action_frequencies"][a] for a in ACTIONS},
+        "action_frequencies": {a: m["action_frequencies"][a] for a in THESIS_ACTIONS},
         "accuracy_per_action": m["accuracy_per_action"],
         "iterations_per_action": m["iterations_per_action"],
         "accuracy": m["accuracy"],
@@ -44,7 +44,7 @@ def markdown(doc: dict[str, Any]) -> list[str]:
             md.pct(res["accuracy_per_action"][a]),
             md.num(res["iterations_per_action"][a], 1),
         ]
-        for a in ACTIONS
+        for a in THESIS_ACTIONS
     ]
     freq = res["action_frequencies"]
     most = max(freq, key=freq.get)

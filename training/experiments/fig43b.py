@@ -18,7 +18,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-from model.actions import ACTIONS
+from model.actions import THESIS_ACTIONS
 from training.config import merge
 from training.evaluation.sweep import plot_sweep, sweep_point
 from training.evaluation.tradeoff import gate_curves, plot_tradeoff
@@ -81,14 +81,21 @@ def markdown(doc: dict[str, Any]) -> list[str]:
         [
             _estimator(q),
             f"{q['beta']:g}",
-            *(md.pct(q["action_frequencies"][a], 0) for a in ACTIONS),
+            *(md.pct(q["action_frequencies"][a], 0) for a in THESIS_ACTIONS),
             md.pct(q["accuracy"]),
             md.num(q["mean_layer_evaluations"]),
             md.signed_pts(q["agent_minus_best_gate"]),
         ]
         for q in pts
     ]
-    head = ["estimator", "β", *ACTIONS, "test acc", "layer evals", "agent − gate (same compute)"]
+    head = [
+        "estimator",
+        "β",
+        *THESIS_ACTIONS,
+        "test acc",
+        "layer evals",
+        "agent − gate (same compute)",
+    ]
     lines = [*md.table(head, rows), ""]
     for estimator in dict.fromkeys(_estimator(q) for q in pts):
         mine = [q for q in pts if _estimator(q) == estimator]

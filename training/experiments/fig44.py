@@ -17,7 +17,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from model.actions import ACTIONS
+from model.actions import ACTIONS, N_LOOP_ACTIONS
 from training.config import merge
 from training.experiments import arms, thesis
 from training.experiments import markdown as md
@@ -29,7 +29,7 @@ TITLE = "Fig 4.4 — FPI in no / first / first-two / all layers (Models 0–3), 
 
 def run(ctx: Context) -> dict[str, Any]:
     models = []
-    for action in ctx.params.get("actions", range(len(ACTIONS))):
+    for action in ctx.params.get("actions", range(N_LOOP_ACTIONS)):
         per_seed = []
         for seed in ctx.params["seeds"]:
             r = train_arm(ctx, arms.forced(action), merge(ctx.recipe.train, {"seed": seed}))

@@ -10,19 +10,19 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from model.actions import N_ACTIONS
+from model.actions import N_LOOP_ACTIONS
 from training.experiments.timing import StepFn
 from training.loop.steps import StepContext, StepResult
 
 
 def forced_step(action: int) -> StepFn:
-    if not 0 <= action < N_ACTIONS:
-        raise ValueError(f"action must be in 0..{N_ACTIONS - 1}, got {action}")
+    if not 0 <= action < N_LOOP_ACTIONS:
+        raise ValueError(f"action must be in 0..{N_LOOP_ACTIONS - 1}, got {action}")
 
     def step(ctx: StepContext, x: torch.Tensor, y: torch.Tensor) -> StepResult:
         straight = ctx.net.straight(x)
         actions = torch.full_like(y, action)
-        no_agent = torch.zeros(y.shape[0], N_ACTIONS, device=y.device)
+        no_agent = torch.zeros(y.shape[0], N_LOOP_ACTIONS, device=y.device)
         out = ctx.net.recompute(straight, actions, no_agent)
         loss = F.cross_entropy(out.logits, y, label_smoothing=ctx.cfg.optim.label_smoothing)
         stats = {

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn.functional as F
 
-from model.actions import N_ACTIONS, N_LAYERS
+from model.actions import N_LAYERS, N_LOOP_ACTIONS
 from model.network import DynaLayNet
 
 Policy = Callable[[DynaLayNet, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
@@ -47,7 +47,7 @@ def forced_policy(action: int) -> Policy:
     def policy(net: DynaLayNet, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         straight = net.straight(x)
         actions = torch.full((x.shape[0],), action, dtype=torch.long, device=x.device)
-        no_agent = torch.zeros(x.shape[0], N_ACTIONS, device=x.device)
+        no_agent = torch.zeros(x.shape[0], N_LOOP_ACTIONS, device=x.device)
         out = net.recompute(straight, actions, no_agent)
         return out.logits, out.layer_evaluations
 
@@ -59,14 +59,14 @@ def agent_policy(net: DynaLayNet, x: torch.Tensor) -> tuple[torch.Tensor, torch.
     return out.logits, out.layer_evaluations
 
 
-def gate_policy(threshold: float, action: int = N_ACTIONS - 1) -> Policy:
+def gate_policy(threshold: float, action: int = N_LOOP_ACTIONS - 1) -> Policy:
     """Loop (with `action`) the inputs whose straight top probability is below threshold."""
 
     def policy(net: DynaLayNet, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         straight = net.straight(x)
         top = straight.logits.float().softmax(1).amax(1)
         actions = torch.where(top < threshold, action, 0)
-        no_agent = torch.zeros(x.shape[0], N_ACTIONS, device=x.device)
+        no_agent = torch.zeros(x.shape[0], N_LOOP_ACTIONS, device=x.device)
         out = net.recompute(straight, actions, no_agent)
         return out.logits, out.layer_evaluations
 

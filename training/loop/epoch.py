@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import torch
 from tqdm import tqdm
 
-from model.actions import ACTIONS, N_ACTIONS
+from model.actions import ACTIONS
 from training.loop.distributed import Runtime, average_gradients
 from training.loop.lookahead import Lookahead, LookaheadConfig
 from training.loop.optim import set_lr, stem_to_eval
@@ -44,7 +44,8 @@ def run_epoch(
     if ctx.cfg.phases.freeze_stem:
         stem_to_eval(ctx.net)
     sums: dict[str, float] = defaultdict(float)
-    greedy_counts = torch.zeros(N_ACTIONS, dtype=torch.long)
+    n_actions = ctx.net.n_actions
+    greedy_counts = torch.zeros(n_actions, dtype=torch.long)
     n = 0
     bar = tqdm(
         batches,
@@ -74,7 +75,7 @@ def run_epoch(
                 lookahead.after_step(step, plan.backbone_total)
         for key, value in result.stats.items():
             sums[key] += value
-        greedy_counts += torch.bincount(result.greedy.cpu(), minlength=N_ACTIONS)
+        greedy_counts += torch.bincount(result.greedy.cpu(), minlength=n_actions)
         n += 1
         bar.set_postfix(loss=f"{result.stats['loss']:.3f}", refresh=False)
     if lookahead:
@@ -84,7 +85,7 @@ def run_epoch(
     log["batches"] = n
     total = max(int(greedy_counts.sum()), 1)
     log["greedy_action_frequencies"] = {
-        name: int(greedy_counts[a]) / total for a, name in enumerate(ACTIONS)
+        name: int(greedy_counts[a]) / total for a, name in enumerate(ACTIONS[:n_actions])
     }
     sampled = {n: log.pop(f"sampled_{a}") for a, n in enumerate(ACTIONS) if f"sampled_{a}" in log}
     if sampled:

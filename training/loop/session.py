@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -107,14 +107,18 @@ def _whitening_images(train_it: BatchIterator, n: int = 5000) -> torch.Tensor:
 
 
 def init_weights(net: DynaLayNet, checkpoint: Path) -> None:
-    """Copy a checkpoint's weights into `net`; the model configs must agree."""
+    """Copy a checkpoint's weights into `net`. The model configs must agree, except in the
+    agent's action set (`tta_action`): then the backbone is copied and the agent starts fresh."""
     loaded = load_checkpoint(checkpoint)
-    if loaded.config != net.config:
+    if replace(loaded.config, tta_action=net.config.tta_action) != net.config:
         raise ValueError(
             f"{checkpoint}: its model config differs from this run's; init_from needs the same "
             "architecture"
         )
-    net.load_state_dict(loaded.net.state_dict())
+    if loaded.config == net.config:
+        net.load_state_dict(loaded.net.state_dict())
+    else:
+        net.backbone.load_state_dict(loaded.net.backbone.state_dict())
 
 
 def resume(s: Session, run_dir: Path) -> Progress:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from model.actions import N_ACTIONS
+from model.actions import N_LOOP_ACTIONS
 from model.network import DynaLayNet, ForwardOutput, StraightPass
 from training.config import TrainConfig
 from training.evaluation.reward import reward
@@ -169,11 +169,11 @@ def _self_critical(ctx, straight, agent_logits, y, sampled, greedy, r_s) -> Poli
 
 
 def _all_actions(ctx, straight, agent_logits, y, sampled, greedy, r_s) -> PolicyLoss:
-    """Exact gradient of E_p[R] from every action's measured reward, (B, 4)."""
+    """Exact gradient of E_p[R] from every action's measured reward, (B, n_actions)."""
     a = ctx.cfg.agent
-    rewards = torch.empty(y.shape[0], N_ACTIONS, device=r_s.device)
+    rewards = torch.empty(y.shape[0], ctx.net.n_actions, device=r_s.device)
     with torch.no_grad():
-        for action in range(N_ACTIONS):
+        for action in range(ctx.net.n_actions):
             mine = sampled == action  # already measured: run those samples as straight (free)
             acts = torch.where(mine, 0, action)
             out = ctx.net.recompute(straight, acts, agent_logits.detach())
@@ -193,20 +193,21 @@ def _reward(ctx, out: ForwardOutput, y, actions=None) -> torch.Tensor:
 
 
 def _policy_stats(pg, sampled, r_s, out_s: ForwardOutput) -> dict[str, float]:
-    freq = torch.bincount(sampled, minlength=N_ACTIONS).float() / sampled.numel()
+    n_actions = out_s.agent_logits.shape[1]
+    freq = torch.bincount(sampled, minlength=n_actions).float() / sampled.numel()
     return {
         "reward": r_s.mean().item(),
         "advantage": pg.advantage.item(),
         "entropy": pg.entropy.item(),
         "layer_evaluations": out_s.layer_evaluations.float().mean().item(),
-        **{f"sampled_{i}": freq[i].item() for i in range(N_ACTIONS)},
+        **{f"sampled_{i}": freq[i].item() for i in range(n_actions)},
     }
 
 
 def _random_loop_actions(b: int, mode: str, gen: torch.Generator, device) -> torch.Tensor:
     """Looped actions 1..3: one per sample, or one shared by the batch (cheaper grouping)."""
     n = b if mode == "sample" else 1
-    acts = torch.randint(1, N_ACTIONS, (n,), generator=gen, device=gen.device).to(device)
+    acts = torch.randint(1, N_LOOP_ACTIONS, (n,), generator=gen, device=gen.device).to(device)
     return acts.expand(b).contiguous()
 
 
