@@ -104,8 +104,15 @@ class AgentConfig:
     # Policy-gradient estimator (training.loop.steps.ESTIMATORS): "self_critical" samples one action
     # (REINFORCE, greedy baseline); "all_actions" measures all four, exact gradient of E_p[R].
     estimator: str = "self_critical"
+    # "all_actions" only: after each agent epoch the agent refits this many passes over the
+    # epoch's cached (profile, every action's reward). Running every action is the costly part
+    # of an agent step and the agent is a small MLP, so more of its steps cost almost nothing,
+    # while a decision the few uncertain inputs carry needs more than one step per batch.
+    replay_passes: int = 0
 
     def __post_init__(self) -> None:
+        if self.replay_passes and self.estimator != "all_actions":
+            raise ValueError("replay_passes needs estimator 'all_actions' (every action's reward)")
         if self.estimator not in POLICY_ESTIMATORS:
             raise ValueError(
                 f"unknown estimator {self.estimator!r}; expected one of {POLICY_ESTIMATORS}"

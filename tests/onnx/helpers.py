@@ -30,7 +30,7 @@ CNN = ModelConfig(arch="cnn", n_classes=10, width=8)
 CNN_CAPPED = ModelConfig(arch="cnn", n_classes=10, width=8, max_iter=4)  # best-iterate path
 # The fast recipes' backbone: frozen whitening conv and a BatchNorm stem.
 CNN_WHITEN = ModelConfig(
-    arch="cnn", n_classes=10, stem="whiten", width=16, stem_width=8, loop_convs=1
+    arch="cnn", n_classes=10, stem="whiten", width=16, stem_width=8, loop_convs=1, tta_action=True
 )
 
 
@@ -124,8 +124,8 @@ def _spread_agent(net: DynaLayNet, data: list[np.ndarray], seed: int) -> None:
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         hidden = net.agent.net[:-1](net.straight(x, lengths).profile)  # (B, hidden)
-        weight = torch.randn(4, hidden.shape[1], generator=gen)
-        scores = hidden @ weight.T  # (B, 4)
+        weight = torch.randn(net.n_actions, hidden.shape[1], generator=gen)
+        scores = hidden @ weight.T  # (B, n_actions)
         mean, std = scores.mean(0), scores.std(0).clamp_min(1e-6)
         net.agent.net[-1].weight.copy_(weight / std[:, None])
         net.agent.net[-1].bias.copy_(-mean / std)

@@ -17,6 +17,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from model.actions import TTA
 from model.checkpoint import save_checkpoint
 from model.config import ModelConfig
 from model.network import build_model
@@ -131,6 +132,17 @@ def test_straight_inputs_are_answered_by_the_straight_pass_and_loops_wait(cnn_en
     for key, sample in outcome.answered:
         assert_same(sample, alone(cnn_engine, batch[key - 10]))
         assert (sample.action, sample.iterations, sample.layer_evaluations) == (0, 0, 3)
+
+
+def test_tta_inputs_are_answered_with_the_straight_pass_and_never_wait(cnn_engine):
+    assert cnn_engine.meta.actions[TTA] == "tta"
+    stepper = Stepper(cnn_engine.steps(), capacity=4)
+    batch = [EngineInput(x, a) for x, a in zip(images(4), (TTA, 1, TTA, 0), strict=True)]
+    outcome = stepper.straight(batch, keys=[0, 1, 2, 3])
+    assert sorted(key for key, _ in outcome.answered) == [0, 2, 3] and outcome.looped == [1]
+    for key, sample in outcome.answered:
+        assert_same(sample, alone(cnn_engine, batch[key]))
+    assert dict(outcome.answered)[0].layer_evaluations == 12
 
 
 def test_the_pool_never_holds_more_than_its_capacity_and_admits_first_come_first(cnn_engine):

@@ -112,3 +112,15 @@ def test_a_text_without_words_is_422_on_both_protocols(repo, text):
         # A word among the control characters is a text: it is classified.
         r = client.post("/predict", json={"text": f"{text}great{text}", "model": "imdb"})
         assert r.status_code == 200, r.text
+
+
+def test_forcing_tta_on_a_text_model_is_422_naming_its_actions(repo):
+    with serving(create_app(settings_for(repo))) as client:
+        r = client.post("/predict", json={"text": "great", "model": "imdb", "action": "tta"})
+        assert r.status_code == 422 and "loop_all" in r.json()["error"], r.text
+        body = {
+            "inputs": [{"name": "text", "shape": [1], "datatype": "BYTES", "data": ["great"]}],
+            "parameters": {"action": "tta"},
+        }
+        r = client.post("/v2/models/imdb/infer", json=body)
+        assert r.status_code == 422 and "does not offer" in r.text, r.text

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from model.actions import ACTIONS
+from model.actions import THESIS_ACTIONS
 from training.cli import main
 from training.experiments.registry import EXPERIMENTS
 
@@ -90,7 +90,7 @@ def test_fig41(reports):
     _common(doc, reports.root, "fig41")
     res = doc["results"]
     freq = res["action_frequencies"]
-    assert list(freq) == list(ACTIONS) and sum(freq.values()) == pytest.approx(1.0)
+    assert list(freq) == list(THESIS_ACTIONS) and sum(freq.values()) == pytest.approx(1.0)
     per_epoch = res["per_epoch"]
     assert per_epoch["epochs"] == [1, 2, 3]
     assert all(len(v) == 3 for v in per_epoch["frequencies"].values())

@@ -8,7 +8,7 @@ import pytest
 import torch
 from tokenizers import Tokenizer
 
-from model.actions import ACTIONS
+from model.actions import ACTIONS, THESIS_ACTIONS
 from model.checkpoint import load_checkpoint
 from service.app import create_app
 from tests.service.helpers import serving, settings_for
@@ -139,7 +139,7 @@ def test_language_model_fit_and_evaluate_report_perplexity(tmp_path, capsys):
     assert ckpt.config.task == "lm" and ckpt.preprocessing["kind"] == "lm"
     assert ckpt.config.n_classes == len(ckpt.classes) == ckpt.config.vocab_size
     m = ckpt.metrics
-    assert set(m["forced"]) == set(ACTIONS) and m["layer_evaluations_per_token"] >= 3
+    assert set(m["forced"]) == set(THESIS_ACTIONS) and m["layer_evaluations_per_token"] >= 3
     assert 1.0 < m["perplexity"] < len(ckpt.classes)  # learned something
     assert main(["evaluate", str(out), "--data-dir", str(data), "--no-write"]) == 0
     assert "perplexity" in capsys.readouterr().out
@@ -149,5 +149,7 @@ def test_language_model_fit_and_evaluate_report_perplexity(tmp_path, capsys):
     written = json.loads((report / "report.json").read_text())
     assert (report / "perplexity_compute.png").read_bytes()[:4] == b"\x89PNG"
     ppl = written["perplexity_compute"]["perplexity"]
-    assert ppl == pytest.approx([*(m["forced"][a]["perplexity"] for a in ACTIONS), m["perplexity"]])
+    assert ppl == pytest.approx(
+        [*(m["forced"][a]["perplexity"] for a in THESIS_ACTIONS), m["perplexity"]]
+    )
     assert "gate_vs_agent" not in written

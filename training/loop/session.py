@@ -31,7 +31,7 @@ from training.loop.epoch import EpochPlan, run_epoch
 from training.loop.optim import build_optimizers, freeze_stem
 from training.loop.phases import backbone_epochs, phase_of
 from training.loop.state import load_state, save_state
-from training.loop.steps import STEPS, StepContext, StepFn
+from training.loop.steps import STEPS, StepContext, StepFn, replay_agent
 
 
 @dataclass
@@ -158,6 +158,8 @@ def train_epoch(
     train_log, progress.backbone_step = run_epoch(
         ctx, s.optimizers, plan, batches, s.runtime, quiet, steps or STEPS
     )
+    if ctx.rewards_seen:
+        train_log.update(replay_agent(ctx, s.optimizers["agent"], s.runtime))
     train_log["seconds"] = time.perf_counter() - t0
     record = {"epoch": epoch + 1, "phase": phase, "train": train_log}
     if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.total_epochs:

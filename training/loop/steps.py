@@ -8,7 +8,7 @@ y (B,) long; logits (B, C); agent_logits (B, 4). Language models: y and logits p
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -17,6 +17,7 @@ from model.actions import N_LOOP_ACTIONS
 from model.network import DynaLayNet, ForwardOutput, StraightPass
 from training.config import TrainConfig
 from training.evaluation.reward import reward
+from training.loop.distributed import Runtime, average_gradients
 from training.loop.objective import cross_entropy, sample_scores
 from training.loop.policy import (
     PolicyLoss,
@@ -33,6 +34,9 @@ class StepContext:
     cfg: TrainConfig
     cost_normalizer: float  # layer evaluations that count as cost 1 in the reward
     generator: torch.Generator  # action sampling
+    # (profile (B, P), rewards (B, n_actions)) of each all_actions step, for AgentConfig's
+    # replay_passes; collected only when the agent phase replays.
+    rewards_seen: list[tuple[torch.Tensor, torch.Tensor]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -179,7 +183,28 @@ def _all_actions(ctx, straight, agent_logits, y, sampled, greedy, r_s) -> Policy
             out = ctx.net.recompute(straight, acts, agent_logits.detach())
             full = torch.full_like(sampled, action)
             rewards[:, action] = torch.where(mine, r_s.detach(), _reward(ctx, out, y, full))
+    if a.replay_passes:
+        ctx.rewards_seen.append((straight.profile.detach(), rewards))
     return expected_reward_loss(agent_logits, rewards, a.gamma, a.entropy)
+
+
+def replay_agent(
+    ctx: StepContext, optimizer: torch.optim.Optimizer, runtime: Runtime
+) -> dict[str, float]:
+    """AgentConfig.replay_passes more passes of the agent over ctx.rewards_seen (one step per
+    cached batch, same loss as the all_actions step); empties the cache."""
+    a = ctx.cfg.agent
+    seen, ctx.rewards_seen[:] = list(ctx.rewards_seen), []
+    gain = torch.zeros(())
+    for _ in range(a.replay_passes):
+        for profile, rewards in seen:
+            optimizer.zero_grad(set_to_none=True)
+            pg = expected_reward_loss(ctx.net.agent(profile), rewards, a.gamma, a.entropy)
+            pg.loss.backward()
+            average_gradients(ctx.net.agent.parameters(), runtime)
+            optimizer.step()
+            gain = pg.advantage
+    return {"replay_steps": a.replay_passes * len(seen), "replay_best_gain": float(gain)}
 
 
 ESTIMATORS = {"self_critical": _self_critical, "all_actions": _all_actions}

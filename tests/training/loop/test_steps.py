@@ -127,3 +127,41 @@ def test_flip_teacher_targets_the_mirror_averaged_straight_pass():
     loop = torch.randn(3, 10, generator=torch.Generator().manual_seed(2))
     expected = -(teacher * loop.log_softmax(1)).sum(1).mean()
     assert torch.allclose(loop_loss(ctx, x, s, loop, y), expected, atol=1e-6)
+
+
+def test_all_actions_with_tta_measures_five_rewards_and_replay_refits_on_them():
+    import copy
+
+    from training.loop.distributed import Runtime
+    from training.loop.steps import replay_agent
+
+    cfg = merge(
+        CFG,
+        {
+            "agent": {"estimator": "all_actions", "beta": 0.1, "replay_passes": 2},
+            "model": {"tta_action": True},
+        },
+    )
+    net = build_net(cfg, 10, torch.device("cpu"))
+    ctx = StepContext(net, cfg, 15.0, torch.Generator().manual_seed(0))
+    x = torch.randn(12, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    y = torch.arange(12) % 10
+    agent_step(ctx, x, y)
+    ((profile, rewards),) = ctx.rewards_seen
+    assert profile.shape[0] == 12 and rewards.shape == (12, 5)
+    with torch.no_grad():  # the tta column is the reward of the views' answer
+        tta = net.recompute(net.straight(x), torch.full((12,), 4))
+    torch.testing.assert_close(rewards[:, 4], _reward_of(ctx, tta, y, torch.full((12,), 4)))
+
+    by_hand = copy.deepcopy(net.agent)
+    opt = build_optimizers(net, cfg.optim)["agent"]
+    opt_by_hand = torch.optim.Adam(by_hand.parameters(), lr=cfg.optim.agent_lr)
+    log = replay_agent(ctx, opt, Runtime(0, 1, torch.device("cpu")))
+    for _ in range(2):
+        opt_by_hand.zero_grad()
+        a = cfg.agent
+        expected_reward_loss(by_hand(profile), rewards, a.gamma, a.entropy).loss.backward()
+        opt_by_hand.step()
+    assert log["replay_steps"] == 2 and ctx.rewards_seen == []
+    for got, want in zip(net.agent.parameters(), by_hand.parameters(), strict=True):
+        torch.testing.assert_close(got, want)
