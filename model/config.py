@@ -53,6 +53,9 @@ class ModelConfig:
 
     # Agent: MLP over the straight pass' activation profile.
     agent_hidden: int = 64
+    # The agent reads the straight pass' confidence (top probability, entropy) as it is rather
+    # than normalised with the layer summaries (model/agent.py); False for older checkpoints.
+    agent_raw_confidence: bool = False
     # A fifth action, `tta` (model/actions.py): the straight pass over four views of the image,
     # logits averaged, at four passes' cost. Images only; False for a config.json without it.
     tta_action: bool = False

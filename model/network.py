@@ -26,6 +26,8 @@ from model.backbones import build_backbone
 from model.backward import solve_loop
 from model.config import ModelConfig
 
+CONFIDENCE_FEATURES = 2  # the profile's last entries: top probability and entropy
+
 
 @dataclass(frozen=True)
 class StraightPass:
@@ -53,9 +55,10 @@ class DynaLayNet(nn.Module):
         super().__init__()
         self.config = config
         self.backbone = build_backbone(config)
-        profile_dim = N_LAYERS * self.backbone.summary_dim + 2
+        profile_dim = N_LAYERS * self.backbone.summary_dim + CONFIDENCE_FEATURES
         self.n_actions = n_actions(config.tta_action)
-        self.agent = AgentNet(profile_dim, config.agent_hidden, self.n_actions)
+        raw_tail = CONFIDENCE_FEATURES if config.agent_raw_confidence else 0
+        self.agent = AgentNet(profile_dim, config.agent_hidden, self.n_actions, raw_tail)
 
     def forward(
         self,

@@ -83,3 +83,14 @@ def test_text_models_cannot_take_it():
 def test_old_configs_load_without_it():
     old = {k: v for k, v in TINY_CNN.to_dict().items() if k != "tta_action"}
     assert ModelConfig.from_dict(old).tta_action is False
+
+
+def test_raw_confidence_agent_sees_the_confidence_unnormalised():
+    torch.manual_seed(0)
+    config = dataclasses.replace(TINY_CNN, tta_action=True, agent_raw_confidence=True)
+    net = build_model(config).double().eval()
+    profile = net.straight(cnn_batch(3)).profile
+    normed = net.agent.net[0](profile)
+    assert torch.equal(normed[:, -2:], profile[:, -2:])
+    head = profile[:, :-2]
+    torch.testing.assert_close(normed[:, :-2].mean(1), torch.zeros(3, dtype=head.dtype))

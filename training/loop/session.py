@@ -106,11 +106,16 @@ def _whitening_images(train_it: BatchIterator, n: int = 5000) -> torch.Tensor:
     return normalize(images, train_it.mean, train_it.std)
 
 
+AGENT_FIELDS = ("tta_action", "agent_raw_confidence", "agent_hidden")
+
+
 def init_weights(net: DynaLayNet, checkpoint: Path) -> None:
     """Copy a checkpoint's weights into `net`. The model configs must agree, except in the
-    agent's action set (`tta_action`): then the backbone is copied and the agent starts fresh."""
+    agent's fields (its action set, inputs, width): then the backbone is copied and the agent
+    starts fresh."""
     loaded = load_checkpoint(checkpoint)
-    if replace(loaded.config, tta_action=net.config.tta_action) != net.config:
+    agent_fields = {name: getattr(net.config, name) for name in AGENT_FIELDS}
+    if replace(loaded.config, **agent_fields) != net.config:
         raise ValueError(
             f"{checkpoint}: its model config differs from this run's; init_from needs the same "
             "architecture"
