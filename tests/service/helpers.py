@@ -41,7 +41,7 @@ CIFAR_CLASSES = (
 )  # fmt: skip
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2470, 0.2435, 0.2616)
-TINY_CNN = ModelConfig(arch="cnn", n_classes=10, width=8, tta_action=True)  # as the default
+TINY_CNN = ModelConfig(arch="cnn", n_classes=10, width=8, tta_action=True)  # all five actions
 IMAGE_PREP = {"kind": "image", "image_size": [32, 32], "mean": CIFAR_MEAN, "std": CIFAR_STD}
 
 
