@@ -27,10 +27,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
-
 from benchmarks.loadgen import image_bodies, run_load
-from benchmarks.servers import free_port
+from benchmarks.servers import free_port, wait_ready
 
 REPO = Path(__file__).resolve().parents[1]
 READY_TIMEOUT_S = 300
@@ -190,7 +188,8 @@ def _serving(args, replicas: int | None) -> Iterator[tuple[str, int]]:
         )
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait_ready(url, server, log)
+        with log.open("rb") as written:
+            wait_ready(url, server, written, READY_TIMEOUT_S)
         yield url, server.pid  # start_new_session: the session id is the server's pid
     finally:
         server.send_signal(signal.SIGTERM)
@@ -200,18 +199,6 @@ def _serving(args, replicas: int | None) -> Iterator[tuple[str, int]]:
             os.killpg(server.pid, signal.SIGKILL)
             server.wait(timeout=30)
         shutil.rmtree(temp_dir, ignore_errors=True)
-
-
-def _wait_ready(url: str, server: subprocess.Popen, log: Path) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise SystemExit(f"server exited {server.returncode}:\n{log.read_text()[-3000:]}")
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"{url}/readyz", timeout=5).status_code == 200:
-                return
-        time.sleep(0.5)
-    raise SystemExit(f"not ready after {READY_TIMEOUT_S} s:\n{log.read_text()[-3000:]}")
 
 
 if __name__ == "__main__":
