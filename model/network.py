@@ -254,14 +254,9 @@ def tta_views(x: Tensor) -> Tensor:
 
 
 def tta_logits(parts: NetworkParts, x: Tensor, straight_logits: Tensor) -> Tensor:
-    """Action `tta`: the straight pass on `tta_views(x)` in one batch, averaged with the
-    straight logits (n, C) already computed on x itself → (n, C)."""
-    n = x.shape[0]
-    inj = parts.stem(tta_views(x), None)
-    h = inj[0]
-    for index in range(N_LAYERS):
-        h = parts.layer(index, h, inj)
-    views = parts.head(h, inj).view(TTA_VIEWS - 1, n, -1)  # (3, n, C)
+    """Action `tta`: the straight pass on `tta_views(x)` in one batch (3, n, C), averaged with
+    the straight logits (n, C) already computed on x itself → (n, C)."""
+    views = straight_pass(parts, tta_views(x)).logits.view(TTA_VIEWS - 1, x.shape[0], -1)
     return (straight_logits + views.sum(0).to(straight_logits.dtype)) / TTA_VIEWS
 
 
