@@ -5,27 +5,55 @@ from torch import Tensor, nn
 
 from model.actions import N_LOOP_ACTIONS
 
+BARRED_LOGIT = -1e4  # added to the logit of an action the agent may not choose
+
 
 class AgentNet(nn.Module):
-    """(B, P) profile → (B, n_actions) action logits. Starts uniform (zero last layer).
+    """(B, P) profile → (B, n_actions) action logits. Starts uniform over its choices (zero
+    last layer).
+
+    choices: the action ids the agent may pick (None: all). The others get BARRED_LOGIT added,
+    so softmax gives them probability 0 and argmax never picks them; finite rather than −inf
+    so that entropies and gradients stay finite (0 · log 0 would be NaN).
 
     raw_tail: the profile's last `raw_tail` features (the straight pass' top probability and
     entropy) skip the input LayerNorm. Normalised together with the layer summaries they are
     rescaled by each sample's own summary statistics, which blurs the one signal a confidence
     rule needs; 0 normalises everything (checkpoints from before the option).
 
+    tail_only: read the raw tail alone (the layer summaries are dropped): the agent is then a
+    learnt rule on the straight pass' confidence, which transfers from the training images it
+    learns on to unseen ones better than the summaries do (reports/cifar10/README.md).
+
     >>> AgentNet(profile_dim=5, hidden=8)(torch.randn(2, 5)).abs().max().item()
     0.0
     """
 
     def __init__(
-        self, profile_dim: int, hidden: int, n_actions: int = N_LOOP_ACTIONS, raw_tail: int = 0
+        self,
+        profile_dim: int,
+        hidden: int,
+        n_actions: int = N_LOOP_ACTIONS,
+        raw_tail: int = 0,
+        choices: tuple[int, ...] | None = None,
+        tail_only: bool = False,
     ) -> None:
         super().__init__()
-        norm = PartialLayerNorm(profile_dim, raw_tail) if raw_tail else nn.LayerNorm(profile_dim)
+        if tail_only and not raw_tail:
+            raise ValueError("tail_only needs raw_tail > 0 (the features it reads)")
+        bar = torch.full((n_actions,), BARRED_LOGIT)
+        bar[list(range(n_actions) if choices is None else choices)] = 0.0
+        # Rebuilt from the config, not stored: checkpoints keep their keys.
+        self.register_buffer("bar", bar, persistent=False)
+        if tail_only:
+            norm, width = Tail(raw_tail), raw_tail
+        elif raw_tail:
+            norm, width = PartialLayerNorm(profile_dim, raw_tail), profile_dim
+        else:
+            norm, width = nn.LayerNorm(profile_dim), profile_dim
         self.net = nn.Sequential(
             norm,
-            nn.Linear(profile_dim, hidden),
+            nn.Linear(width, hidden),
             nn.GELU(),
             nn.Linear(hidden, n_actions),
         )
@@ -33,7 +61,27 @@ class AgentNet(nn.Module):
         nn.init.zeros_(self.net[-1].bias)
 
     def forward(self, profile: Tensor) -> Tensor:
-        return self.net(profile)
+        return self.net(profile) + self.bar
+
+
+def allowed(agent_logits: Tensor) -> Tensor:
+    """Which actions the agent may choose: (B, A) logits → (B, A) bool.
+
+    >>> allowed(AgentNet(profile_dim=3, hidden=4, choices=(0, 2))(torch.randn(1, 3))).tolist()
+    [[True, False, True, False]]
+    """
+    return agent_logits > BARRED_LOGIT / 2
+
+
+class Tail(nn.Module):
+    """The last `n` features, unchanged: (B, P) → (B, n)."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__()
+        self.n = n
+
+    def forward(self, profile: Tensor) -> Tensor:
+        return profile[:, -self.n :]
 
 
 class PartialLayerNorm(nn.Module):

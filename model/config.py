@@ -3,7 +3,10 @@
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+from model.actions import ACTIONS, n_actions
+
 STEMS = ("conv", "whiten", "whiten-deep")
+AGENT_INPUTS = ("profile", "confidence")
 
 
 @dataclass(frozen=True)
@@ -56,11 +59,19 @@ class ModelConfig:
     # The agent reads the straight pass' confidence (top probability, entropy) as it is rather
     # than normalised with the layer summaries (model/agent.py); False for older checkpoints.
     agent_raw_confidence: bool = False
+    # What the agent reads: "profile" (layer summaries and confidence) or "confidence" (the
+    # straight pass' top probability and entropy alone, unnormalised).
+    agent_inputs: str = "profile"
     # A fifth action, `tta` (model/actions.py): the straight pass over four views of the image,
     # logits averaged, at four passes' cost. Images only; False for a config.json without it.
     tta_action: bool = False
+    # The actions the agent may choose, by name (model/actions.py); () lets it choose every
+    # action the model offers. The others stay available as forced actions. "straight" must
+    # be among them: the agent can always decline to spend more.
+    agent_choices: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "agent_choices", tuple(self.agent_choices))  # JSON gives a list
         if self.arch not in ("cnn", "lstm"):
             raise ValueError(f"arch must be 'cnn' or 'lstm', got {self.arch!r}")
         if self.arch == "cnn" and self.width % self.groups_for(self.width):
@@ -81,6 +92,21 @@ class ModelConfig:
             raise ValueError("tta_action (test-time image views) needs arch 'cnn'")
         if self.n_classes < 2:
             raise ValueError("n_classes must be ≥ 2")
+        if self.agent_inputs not in AGENT_INPUTS:
+            raise ValueError(
+                f"agent_inputs must be one of {AGENT_INPUTS}, got {self.agent_inputs!r}"
+            )
+        self._check_agent_choices()
+
+    def _check_agent_choices(self) -> None:
+        if not self.agent_choices:
+            return
+        offered = ACTIONS[: n_actions(self.tta_action)]
+        unknown = [name for name in self.agent_choices if name not in offered]
+        if unknown:
+            raise ValueError(f"agent_choices {unknown} are not among this model's {offered}")
+        if "straight" not in self.agent_choices:
+            raise ValueError("agent_choices must include 'straight'")
 
     def groups_for(self, channels: int) -> int:
         return min(self.norm_groups, channels)

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from model.actions import N_LAYERS, TTA, TTA_VIEWS, n_actions
+from model.actions import ACTIONS, N_LAYERS, TTA, TTA_VIEWS, n_actions
 from model.agent import AgentNet, choose_actions
 from model.backbones import build_backbone
 from model.backward import solve_loop
@@ -57,8 +57,20 @@ class DynaLayNet(nn.Module):
         self.backbone = build_backbone(config)
         profile_dim = N_LAYERS * self.backbone.summary_dim + CONFIDENCE_FEATURES
         self.n_actions = n_actions(config.tta_action)
-        raw_tail = CONFIDENCE_FEATURES if config.agent_raw_confidence else 0
-        self.agent = AgentNet(profile_dim, config.agent_hidden, self.n_actions, raw_tail)
+        reads_confidence_only = config.agent_inputs == "confidence"
+        raw = config.agent_raw_confidence or reads_confidence_only
+        raw_tail = CONFIDENCE_FEATURES if raw else 0
+        # The action ids the agent may choose (ModelConfig.agent_choices; all when empty).
+        chosen = sorted(ACTIONS.index(name) for name in config.agent_choices)
+        self.agent_choices = tuple(chosen) or tuple(range(self.n_actions))
+        self.agent = AgentNet(
+            profile_dim,
+            config.agent_hidden,
+            self.n_actions,
+            raw_tail,
+            self.agent_choices,
+            tail_only=reads_confidence_only,
+        )
 
     def forward(
         self,

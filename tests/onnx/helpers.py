@@ -30,7 +30,15 @@ CNN = ModelConfig(arch="cnn", n_classes=10, width=8)
 CNN_CAPPED = ModelConfig(arch="cnn", n_classes=10, width=8, max_iter=4)  # best-iterate path
 # The fast recipes' backbone: frozen whitening conv and a BatchNorm stem.
 CNN_WHITEN = ModelConfig(
-    arch="cnn", n_classes=10, stem="whiten", width=16, stem_width=8, loop_convs=1, tta_action=True
+    arch="cnn",
+    n_classes=10,
+    stem="whiten",
+    width=16,
+    stem_width=8,
+    loop_convs=1,
+    tta_action=True,
+    agent_choices=("straight", "loop_l1", "loop_all", "tta"),  # the exported agent bars one
+    agent_inputs="confidence",  # and reads the confidence alone (CNN keeps the whole profile)
 )
 
 

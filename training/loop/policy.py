@@ -21,6 +21,8 @@ from dataclasses import dataclass
 
 import torch
 
+from model.agent import allowed
+
 
 @dataclass(frozen=True)
 class PolicyLoss:
@@ -30,9 +32,12 @@ class PolicyLoss:
 
 
 def bounded_probs(agent_logits: torch.Tensor, prob_floor: float) -> torch.Tensor:
-    """(B, A) logits → (B, A) probabilities mixed with ε of uniform: each ≥ ε/A."""
+    """(B, A) logits → (B, A) probabilities mixed with ε of uniform over the agent's choices:
+    each of its n choices ≥ ε/n, an action it may not choose (model.agent.allowed) stays 0."""
     probs = agent_logits.softmax(dim=-1)
-    return (1.0 - prob_floor) * probs + prob_floor / probs.shape[-1]
+    choices = allowed(agent_logits).float()
+    uniform = choices / choices.sum(dim=-1, keepdim=True)
+    return (1.0 - prob_floor) * probs + prob_floor * uniform
 
 
 def sample_actions(

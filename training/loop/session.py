@@ -106,7 +106,13 @@ def _whitening_images(train_it: BatchIterator, n: int = 5000) -> torch.Tensor:
     return normalize(images, train_it.mean, train_it.std)
 
 
-AGENT_FIELDS = ("tta_action", "agent_raw_confidence", "agent_hidden")
+AGENT_FIELDS = (
+    "tta_action",
+    "agent_raw_confidence",
+    "agent_inputs",
+    "agent_hidden",
+    "agent_choices",
+)
 
 
 def init_weights(net: DynaLayNet, checkpoint: Path) -> None:

@@ -173,16 +173,20 @@ def _self_critical(ctx, straight, agent_logits, y, sampled, greedy, r_s) -> Poli
 
 
 def _all_actions(ctx, straight, agent_logits, y, sampled, greedy, r_s) -> PolicyLoss:
-    """Exact gradient of E_p[R] from every action's measured reward, (B, n_actions)."""
+    """Exact gradient of E_p[R] from every action's measured reward, (B, n_actions). Only the
+    agent's choices run; an action it may not choose has probability 0, so its column just
+    repeats straight's reward (never above a real action's, so `best_gain` stays honest)."""
     a = ctx.cfg.agent
     rewards = torch.empty(y.shape[0], ctx.net.n_actions, device=r_s.device)
     with torch.no_grad():
-        for action in range(ctx.net.n_actions):
+        for action in ctx.net.agent_choices:
             mine = sampled == action  # already measured: run those samples as straight (free)
             acts = torch.where(mine, 0, action)
             out = ctx.net.recompute(straight, acts, agent_logits.detach())
             full = torch.full_like(sampled, action)
             rewards[:, action] = torch.where(mine, r_s.detach(), _reward(ctx, out, y, full))
+        barred = [i for i in range(ctx.net.n_actions) if i not in ctx.net.agent_choices]
+        rewards[:, barred] = rewards[:, :1]
     if a.replay_passes:
         ctx.rewards_seen.append((straight.profile.detach(), rewards))
     return expected_reward_loss(agent_logits, rewards, a.gamma, a.entropy)

@@ -1,3 +1,5 @@
+from unittest.mock import patch
+
 import torch
 
 from training.config import merge
@@ -165,3 +167,32 @@ def test_all_actions_with_tta_measures_five_rewards_and_replay_refits_on_them():
     assert log["replay_steps"] == 2 and ctx.rewards_seen == []
     for got, want in zip(net.agent.parameters(), by_hand.parameters(), strict=True):
         torch.testing.assert_close(got, want)
+
+
+def test_all_actions_with_agent_choices_runs_only_those_and_keeps_the_rest_at_zero():
+    from training.loop.policy import bounded_probs
+
+    cfg = merge(
+        CFG,
+        {
+            "agent": {"estimator": "all_actions", "beta": 0.1, "replay_passes": 1},
+            "model": {"tta_action": True, "agent_choices": ["straight", "tta"]},
+        },
+    )
+    net = build_net(cfg, 10, torch.device("cpu"))
+    ctx = StepContext(net, cfg, 15.0, torch.Generator().manual_seed(0))
+    x = torch.randn(12, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    y = torch.arange(12) % 10
+    with patch.object(net, "_loop", wraps=net._loop) as loop:  # a spy: every looped group
+        result = agent_step(ctx, x, y)
+    ((_, rewards),) = ctx.rewards_seen
+    assert loop.call_count == 0  # no loop ran: the agent cannot choose one
+    for barred in (1, 2, 3):  # their column repeats straight's (probability 0 anyway)
+        assert torch.equal(rewards[:, barred], rewards[:, 0])
+    with torch.no_grad():
+        tta = net.recompute(net.straight(x), torch.full((12,), 4))
+    torch.testing.assert_close(rewards[:, 4], _reward_of(ctx, tta, y, torch.full((12,), 4)))
+    assert set(result.greedy.tolist()) <= {0, 4}
+    probs = bounded_probs(net.agent(net.straight(x).profile), 0.1)
+    assert torch.equal(probs[:, 1:4], torch.zeros(12, 3))
+    assert (probs[:, [0, 4]] >= 0.05).all()  # the floor spreads over its two choices
