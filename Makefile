@@ -55,7 +55,7 @@ data: $(STAMP)
 	test -d $(DATA)/wikitext-2 || (mkdir -p $(DATA)/wikitext-2 && for s in train valid test; do \
 		gunzip -c $(SHARED)/wikitext2/wiki.$$s.tokens.gz > $(DATA)/wikitext-2/wiki.$$s.tokens; done)
 
-## make train: retrain the embedded CIFAR-10 default on CPU, three stages (~95 min on 2 cores)
+## make train: retrain the embedded CIFAR-10 default on CPU, three stages (~99 min on 2 cores)
 train: $(STAMP)
 	$(PY) -m training fit --preset fast-deep --dataset cifar10 --data-dir $(DATA) \
 		--out runs/cifar10-base/ckpt --run-dir runs/cifar10-base/run --name cifar10-base

@@ -21,9 +21,10 @@ class AgentNet(nn.Module):
     rescaled by each sample's own summary statistics, which blurs the one signal a confidence
     rule needs; 0 normalises everything (checkpoints from before the option).
 
-    tail_only: read the raw tail alone (the layer summaries are dropped): the agent is then a
-    learnt rule on the straight pass' confidence, which transfers from the training images it
-    learns on to unseen ones better than the summaries do (reports/cifar10/README.md).
+    tail_only: read only the first `tail_only` features of the raw tail (0: the whole profile);
+    the layer summaries are dropped, and the agent is a learnt rule on the straight pass'
+    confidence, which transfers from the training images it learns on to unseen ones better
+    than the summaries do (reports/cifar10/README.md).
 
     >>> AgentNet(profile_dim=5, hidden=8)(torch.randn(2, 5)).abs().max().item()
     0.0
@@ -36,17 +37,17 @@ class AgentNet(nn.Module):
         n_actions: int = N_LOOP_ACTIONS,
         raw_tail: int = 0,
         choices: tuple[int, ...] | None = None,
-        tail_only: bool = False,
+        tail_only: int = 0,
     ) -> None:
         super().__init__()
-        if tail_only and not raw_tail:
-            raise ValueError("tail_only needs raw_tail > 0 (the features it reads)")
+        if not 0 <= tail_only <= raw_tail:
+            raise ValueError(f"tail_only must be in 0..raw_tail ({raw_tail}), got {tail_only}")
         bar = torch.full((n_actions,), BARRED_LOGIT)
         bar[list(range(n_actions) if choices is None else choices)] = 0.0
         # Rebuilt from the config, not stored: checkpoints keep their keys.
         self.register_buffer("bar", bar, persistent=False)
         if tail_only:
-            norm, width = Tail(raw_tail), raw_tail
+            norm, width = Tail(raw_tail, tail_only), tail_only
         elif raw_tail:
             norm, width = PartialLayerNorm(profile_dim, raw_tail), profile_dim
         else:
@@ -74,14 +75,18 @@ def allowed(agent_logits: Tensor) -> Tensor:
 
 
 class Tail(nn.Module):
-    """The last `n` features, unchanged: (B, P) → (B, n)."""
+    """The first `keep` of the last `n` features, unchanged: (B, P) → (B, keep).
 
-    def __init__(self, n: int) -> None:
+    >>> Tail(2, keep=1)(torch.tensor([[5.0, 0.5, 0.25]])).tolist()
+    [[0.5]]
+    """
+
+    def __init__(self, n: int, keep: int) -> None:
         super().__init__()
-        self.n = n
+        self.start, self.stop = -n, (-n + keep) or None
 
     def forward(self, profile: Tensor) -> Tensor:
-        return profile[:, -self.n :]
+        return profile[:, self.start : self.stop]
 
 
 class PartialLayerNorm(nn.Module):

@@ -6,7 +6,7 @@ from typing import Any
 from model.actions import ACTIONS, n_actions
 
 STEMS = ("conv", "whiten", "whiten-deep")
-AGENT_INPUTS = ("profile", "confidence")
+AGENT_INPUTS = ("profile", "confidence", "top_probability")
 
 
 @dataclass(frozen=True)
@@ -59,8 +59,8 @@ class ModelConfig:
     # The agent reads the straight pass' confidence (top probability, entropy) as it is rather
     # than normalised with the layer summaries (model/agent.py); False for older checkpoints.
     agent_raw_confidence: bool = False
-    # What the agent reads: "profile" (layer summaries and confidence) or "confidence" (the
-    # straight pass' top probability and entropy alone, unnormalised).
+    # What the agent reads: "profile" (layer summaries and confidence), "confidence" (the
+    # straight pass' top probability and entropy alone, unnormalised) or "top_probability".
     agent_inputs: str = "profile"
     # A fifth action, `tta` (model/actions.py): the straight pass over four views of the image,
     # logits averaged, at four passes' cost. Images only; False for a config.json without it.

@@ -57,9 +57,9 @@ class DynaLayNet(nn.Module):
         self.backbone = build_backbone(config)
         profile_dim = N_LAYERS * self.backbone.summary_dim + CONFIDENCE_FEATURES
         self.n_actions = n_actions(config.tta_action)
-        reads_confidence_only = config.agent_inputs == "confidence"
-        raw = config.agent_raw_confidence or reads_confidence_only
-        raw_tail = CONFIDENCE_FEATURES if raw else 0
+        # Confidence features the agent reads alone (0: the whole profile).
+        tail_only = {"profile": 0, "confidence": 2, "top_probability": 1}[config.agent_inputs]
+        raw_tail = CONFIDENCE_FEATURES if config.agent_raw_confidence or tail_only else 0
         # The action ids the agent may choose (ModelConfig.agent_choices; all when empty).
         chosen = sorted(ACTIONS.index(name) for name in config.agent_choices)
         self.agent_choices = tuple(chosen) or tuple(range(self.n_actions))
@@ -69,7 +69,7 @@ class DynaLayNet(nn.Module):
             self.n_actions,
             raw_tail,
             self.agent_choices,
-            tail_only=reads_confidence_only,
+            tail_only=tail_only,
         )
 
     def forward(

@@ -91,3 +91,19 @@ def test_a_confidence_agent_reads_only_the_straight_pass_confidence():
 def test_unknown_agent_inputs_are_refused():
     with pytest.raises(ValueError, match="agent_inputs must be one of"):
         ModelConfig(arch="cnn", width=8, agent_inputs="summaries")
+
+
+def test_a_top_probability_agent_ignores_the_entropy_too():
+    torch.manual_seed(0)
+    config = dataclasses.replace(STRAIGHT_OR_TTA, agent_inputs="top_probability")
+    net = build_model(config).double().eval()
+    torch.nn.init.normal_(net.agent.net[-1].weight)
+    with torch.no_grad():
+        profile = net.straight(cnn_batch(4)).profile
+        other_entropy = profile.clone()
+        other_entropy[:, -1] = 3.0
+        other_top = profile.clone()
+        other_top[:, -2] = 0.2
+        assert torch.equal(net.agent(profile), net.agent(other_entropy))
+        assert not torch.allclose(net.agent(profile), net.agent(other_top))
+    assert net.agent.net[1].in_features == 1
