@@ -6,7 +6,9 @@ from typing import Any
 from model.actions import ACTIONS, n_actions
 
 STEMS = ("conv", "whiten", "whiten-deep")
-AGENT_INPUTS = ("profile", "confidence", "top_probability")
+# ModelConfig.agent_inputs → how many of the profile's confidence features (top probability,
+# entropy) the agent reads alone; 0 = the whole profile.
+AGENT_INPUTS = {"profile": 0, "confidence": 2, "top_probability": 1}
 
 
 @dataclass(frozen=True)
@@ -94,7 +96,7 @@ class ModelConfig:
             raise ValueError("n_classes must be ≥ 2")
         if self.agent_inputs not in AGENT_INPUTS:
             raise ValueError(
-                f"agent_inputs must be one of {AGENT_INPUTS}, got {self.agent_inputs!r}"
+                f"agent_inputs must be one of {tuple(AGENT_INPUTS)}, got {self.agent_inputs!r}"
             )
         self._check_agent_choices()
 

@@ -24,7 +24,7 @@ from model.actions import ACTIONS, N_LAYERS, TTA, TTA_VIEWS, n_actions
 from model.agent import AgentNet, choose_actions
 from model.backbones import build_backbone
 from model.backward import solve_loop
-from model.config import ModelConfig
+from model.config import AGENT_INPUTS, ModelConfig
 
 CONFIDENCE_FEATURES = 2  # the profile's last entries: top probability and entropy
 
@@ -57,8 +57,7 @@ class DynaLayNet(nn.Module):
         self.backbone = build_backbone(config)
         profile_dim = N_LAYERS * self.backbone.summary_dim + CONFIDENCE_FEATURES
         self.n_actions = n_actions(config.tta_action)
-        # Confidence features the agent reads alone (0: the whole profile).
-        tail_only = {"profile": 0, "confidence": 2, "top_probability": 1}[config.agent_inputs]
+        tail_only = AGENT_INPUTS[config.agent_inputs]  # confidence features read alone
         raw_tail = CONFIDENCE_FEATURES if config.agent_raw_confidence or tail_only else 0
         # The action ids the agent may choose (ModelConfig.agent_choices; all when empty).
         chosen = sorted(ACTIONS.index(name) for name in config.agent_choices)

@@ -2,11 +2,11 @@
 
 `python scripts/tta_headroom.py CHECKPOINT --data-dir data [--dataset cifar100] --out FILE.json`
 
-Runs the checkpoint's straight pass on each test image and on its three `tta` views
-(`model.network.tta_views`: the mirror, and both moved one pixel), averages the four views'
-logits as the action does, and prints/writes: straight accuracy, `tta` forced on every image,
-and a confidence gate (`tta` where the straight top probability < t) with its share of images
-and mean layer evaluations (3 per pass, 12 for a `tta` image). Works on checkpoints trained
+Runs the checkpoint's straight pass on each test image and the action's own
+`model.network.tta_logits` (three more views: the mirror, and both moved one pixel; four views'
+logits averaged), and prints/writes: straight accuracy, `tta` forced on every image, and a
+confidence gate (`tta` where the straight top probability < t) with its share of images and
+mean layer evaluations (3 per pass, 12 for a `tta` image). Works on checkpoints trained
 without the action too: the views only need the straight pass.
 """
 
@@ -20,7 +20,7 @@ import torch
 
 from model.actions import N_LAYERS, TTA_VIEWS
 from model.checkpoint import load_checkpoint
-from model.network import tta_views
+from model.network import ModuleParts, tta_logits
 from training.data import load_split
 from training.data.augment import normalize
 
@@ -32,16 +32,16 @@ def view_logits(checkpoint: Path, dataset: str, data_dir: Path, batch: int = 500
     """(straight logits (N, C), tta logits (N, C), labels (N,)) over the test split."""
     loaded = load_checkpoint(checkpoint)
     net, prep = loaded.net, loaded.preprocessing
+    parts = ModuleParts(net)
     mean, std = torch.tensor(prep["mean"]), torch.tensor(prep["std"])
     split = load_split(dataset, "test", data_dir)
     straight, views = [], []
     for i in range(0, len(split.labels), batch):
         x = normalize(split.images[i : i + batch], mean, std)
         x = x.contiguous(memory_format=torch.channels_last)
-        s = net.straight(x).logits.float()
-        more = net.straight(tta_views(x)).logits.float().view(TTA_VIEWS - 1, x.shape[0], -1)
-        straight.append(s)
-        views.append((s + more.sum(0)) / TTA_VIEWS)
+        s = net.straight(x).logits
+        straight.append(s.float())
+        views.append(tta_logits(parts, x, s).float())
     return torch.cat(straight), torch.cat(views), split.labels
 
 
