@@ -16,13 +16,14 @@ from typing import Any
 
 import torch
 
-from model.checkpoint import load_checkpoint, save_checkpoint
+from model.checkpoint import save_checkpoint
 from training.config import TrainConfig
 from training.loop.distributed import Runtime, barrier, init_runtime, shutdown
 from training.loop.phases import trains_backbone
 from training.loop.session import (
     Progress,
     Session,
+    earlier_stages,
     final_metrics,
     init_weights,
     open_session,
@@ -105,7 +106,7 @@ def _write_checkpoint(
         "torch": torch.__version__,
     }
     this_stage = {"name": s.cfg.name, "wall_seconds": round(wall, 1), "epochs": s.cfg.total_epochs}
-    stages = [*_earlier_stages(s.cfg), this_stage]
+    stages = [*earlier_stages(s.cfg), this_stage]
     train_record["stages"] = stages
     train_record["total_wall_seconds"] = round(sum(st["wall_seconds"] for st in stages), 1)
     history = (json.dumps(progress.history, indent=1) + "\n").encode()
@@ -120,16 +121,6 @@ def _write_checkpoint(
         train=train_record,
         extra_files={"history.json": history, **s.data.extra_files},
     )
-
-
-def _earlier_stages(cfg: TrainConfig) -> list[dict[str, Any]]:
-    """The stages that trained the --init-from checkpoint (its own record, then its stages')."""
-    if not cfg.init_from:
-        return []
-    train = load_checkpoint(cfg.init_from).train
-    if "stages" in train:
-        return list(train["stages"])
-    return [{"name": "init", "wall_seconds": round(train.get("wall_seconds", 0.0), 1)}]
 
 
 def _epoch_line(r: dict) -> str:

@@ -47,6 +47,11 @@ class Session:
     test_it: BatchSource
     n_batches: int
     normalizer: float
+    # Epochs the --init-from checkpoint's stages already trained. This run's epoch e reads the
+    # data of epoch data_epochs_before + e: the order, crops and flips are seeded by the data
+    # epoch, so a later stage restarting at 0 would replay the first stage's very images — and
+    # an agent stage would then measure its rewards on views the backbone has memorised.
+    data_epochs_before: int = 0
 
 
 @dataclass
@@ -97,7 +102,25 @@ def open_session(
         test_it=data.test_it,
         n_batches=data.train_it.num_batches(cfg.max_batches),
         normalizer=cost_normalizer(cfg, net),
+        data_epochs_before=sum(stage.get("epochs", 0) for stage in earlier_stages(cfg)),
     )
+
+
+def earlier_stages(cfg: TrainConfig) -> list[dict[str, Any]]:
+    """The stages that trained the --init-from checkpoint (its own record, then its stages'):
+    [{"name", "wall_seconds", "epochs"}, ...]; [] without one."""
+    if not cfg.init_from:
+        return []
+    train = load_checkpoint(cfg.init_from).train
+    if "stages" in train:
+        return list(train["stages"])
+    return [
+        {
+            "name": "init",
+            "wall_seconds": round(train.get("wall_seconds", 0.0), 1),
+            "epochs": train.get("epochs", 0),
+        }
+    ]
 
 
 def _whitening_images(train_it: BatchIterator, n: int = 5000) -> torch.Tensor:
@@ -156,15 +179,16 @@ def train_epoch(
     time or force the steps pass their own."""
     cfg = s.cfg
     phase = phase_of(epoch, cfg.phases)
+    data_epoch = s.data_epochs_before + epoch
     # Seeded per epoch, so a resumed run samples the same actions as an uninterrupted one.
-    gen = torch.Generator(device=s.runtime.device).manual_seed(cfg.seed * 100_003 + epoch)
+    gen = torch.Generator(device=s.runtime.device).manual_seed(cfg.seed * 100_003 + data_epoch)
     ctx = StepContext(s.net, cfg, s.normalizer, gen)
     backbone_total = backbone_epochs(cfg.phases) * s.n_batches
     plan = EpochPlan(
         phase, epoch, cfg.total_epochs, s.n_batches, progress.backbone_step, backbone_total
     )
     t0 = time.perf_counter()
-    batches = s.train_it.batches(epoch, cfg.max_batches)
+    batches = s.train_it.batches(data_epoch, cfg.max_batches)
     # Stats are this rank's batch means (rank 0's are logged under torchrun).
     train_log, progress.backbone_step = run_epoch(
         ctx, s.optimizers, plan, batches, s.runtime, quiet, steps or STEPS
