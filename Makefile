@@ -63,7 +63,7 @@ train: $(STAMP)
 		--init-from runs/cifar10-base/ckpt --out runs/cifar10-loops/ckpt \
 		--run-dir runs/cifar10-loops/run --name cifar10-loops
 	$(PY) -m training fit --preset fast-deep-tta-agent --dataset cifar10 --data-dir $(DATA) \
-		--init-from runs/cifar10-loops/ckpt --name cifar10 --version 0.5.0 --out checkpoints/cifar10 \
+		--init-from runs/cifar10-loops/ckpt --name cifar10 --version 0.5.1 --out checkpoints/cifar10 \
 		--run-dir runs/cifar10-agent/run
 
 ## make train-imdb: retrain the embedded IMDB default on CPU, three stages (see README "Training")
