@@ -23,7 +23,6 @@ from training.loop.phases import trains_backbone
 from training.loop.session import (
     Progress,
     Session,
-    earlier_stages,
     final_metrics,
     init_weights,
     open_session,
@@ -106,7 +105,7 @@ def _write_checkpoint(
         "torch": torch.__version__,
     }
     this_stage = {"name": s.cfg.name, "wall_seconds": round(wall, 1), "epochs": s.cfg.total_epochs}
-    stages = [*earlier_stages(s.cfg), this_stage]
+    stages = [*s.stages_before, this_stage]
     train_record["stages"] = stages
     train_record["total_wall_seconds"] = round(sum(st["wall_seconds"] for st in stages), 1)
     history = (json.dumps(progress.history, indent=1) + "\n").encode()

@@ -47,11 +47,17 @@ class Session:
     test_it: BatchSource
     n_batches: int
     normalizer: float
-    # Epochs the --init-from checkpoint's stages already trained. This run's epoch e reads the
-    # data of epoch data_epochs_before + e: the order, crops and flips are seeded by the data
-    # epoch, so a later stage restarting at 0 would replay the first stage's very images — and
-    # an agent stage would then measure its rewards on views the backbone has memorised.
-    data_epochs_before: int = 0
+    # The stages that trained the --init-from checkpoint (_earlier_stages), read once: the
+    # checkpoint's training record lists them, and this run's data epochs continue after them.
+    stages_before: tuple[dict[str, Any], ...] = ()
+
+    @property
+    def data_epochs_before(self) -> int:
+        """Epochs the earlier stages trained. This run's epoch e reads the data of epoch
+        data_epochs_before + e: the order, crops and flips are seeded by the data epoch, so a
+        later stage restarting at 0 would replay the first stage's very images — and an agent
+        stage would then measure its rewards on views the backbone has memorised."""
+        return sum(stage.get("epochs", 0) for stage in self.stages_before)
 
 
 @dataclass
@@ -102,11 +108,11 @@ def open_session(
         test_it=data.test_it,
         n_batches=data.train_it.num_batches(cfg.max_batches),
         normalizer=cost_normalizer(cfg, net),
-        data_epochs_before=sum(stage.get("epochs", 0) for stage in earlier_stages(cfg)),
+        stages_before=tuple(_earlier_stages(cfg)),
     )
 
 
-def earlier_stages(cfg: TrainConfig) -> list[dict[str, Any]]:
+def _earlier_stages(cfg: TrainConfig) -> list[dict[str, Any]]:
     """The stages that trained the --init-from checkpoint (its own record, then its stages'):
     [{"name", "wall_seconds", "epochs"}, ...]; [] without one."""
     if not cfg.init_from:
