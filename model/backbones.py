@@ -13,6 +13,7 @@ from torch import Tensor, nn
 
 from model.config import ModelConfig
 from model.layers import ConvLoopLayer, LSTMLoopLayer, SingleConvLoopLayer
+from model.staged import StagedCNNBackbone
 from model.whitening import WHITEN_KERNEL, whitening_filters
 
 
@@ -34,7 +35,7 @@ class CNNBackbone(nn.Module):
         )
         self.layers = nn.ModuleList(ConvLoopLayer(width, cfg.groups_for(width)) for _ in range(3))
         self.fc = nn.Linear(2 * width, cfg.n_classes)
-        self.summary_dim = width
+        self.summary_dims = (width,) * 3  # `pool` of each layer's state
 
     def stem(self, x: Tensor, lengths: Tensor | None = None) -> tuple[Tensor, ...]:
         return (self.stem_layers(x),)  # (B, W, S/4, S/4)
@@ -102,7 +103,7 @@ class WhitenedCNNBackbone(nn.Module):
         loop = SingleConvLoopLayer if cfg.loop_convs == 1 else ConvLoopLayer
         self.layers = nn.ModuleList(loop(w, cfg.groups_for(w)) for _ in range(3))
         self.fc = nn.Linear(2 * w, cfg.n_classes)
-        self.summary_dim = w
+        self.summary_dims = (w,) * 3
         if deep:
             convs = [m for m in self.modules() if isinstance(m, nn.Conv2d) and m is not self.whiten]
             for conv in convs:
@@ -140,7 +141,7 @@ class LSTMBackbone(nn.Module):
         self.per_token = cfg.task == "lm"
         head_in = cfg.hidden_size if self.per_token else 2 * cfg.hidden_size
         self.fc = nn.Linear(head_in, cfg.n_classes)
-        self.summary_dim = cfg.hidden_size
+        self.summary_dims = (cfg.hidden_size,) * 3
 
     def stem(self, x: Tensor, lengths: Tensor | None = None) -> tuple[Tensor, ...]:
         if lengths is None:
@@ -164,4 +165,6 @@ class LSTMBackbone(nn.Module):
 def build_backbone(cfg: ModelConfig) -> nn.Module:
     if cfg.arch == "lstm":
         return LSTMBackbone(cfg)
+    if cfg.stem == "staged":
+        return StagedCNNBackbone(cfg)
     return WhitenedCNNBackbone(cfg) if cfg.stem.startswith("whiten") else CNNBackbone(cfg)

@@ -5,7 +5,7 @@ from typing import Any
 
 from model.actions import ACTIONS, n_actions
 
-STEMS = ("conv", "whiten", "whiten-deep")
+STEMS = ("conv", "whiten", "whiten-deep", "staged")
 # ModelConfig.agent_inputs → how many of the profile's confidence features (top probability,
 # entropy) the agent reads alone; 0 = the whole profile.
 AGENT_INPUTS = {"profile": 0, "confidence": 2, "top_probability": 1}
@@ -31,7 +31,11 @@ class ModelConfig:
     # (width, 7, 7). "whiten-deep": the recipes' full stem (two convs per group
     # and a third group down to 3 × 3 px, partial-identity conv init, BatchNorm with a fixed
     # scale), the loops at (width, 3, 3) in place of the recipes' last conv.
+    # "staged" (model/staged.py): a thin prelude, then three loopable stages of their own shape
+    # at stage_widths channels (15 × 15, 7 × 7, 3 × 3 px for 32 px), so the loops carry the
+    # network's depth; `width` and `loop_convs` do not apply.
     stem: str = "conv"
+    stage_widths: tuple[int, int, int] = (64, 128, 256)
     stem_width: int = 64  # "whiten*": channels of the first conv group (the others: `width`)
     # Convolutions per loopable layer: 2 (residual block; the default, for a config.json without
     # the key) or 1 (cheaper; the embedded checkpoints/cifar10).
@@ -74,10 +78,13 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "agent_choices", tuple(self.agent_choices))  # JSON gives a list
+        object.__setattr__(self, "stage_widths", tuple(self.stage_widths))
         if self.arch not in ("cnn", "lstm"):
             raise ValueError(f"arch must be 'cnn' or 'lstm', got {self.arch!r}")
         if self.arch == "cnn" and self.width % self.groups_for(self.width):
             raise ValueError(f"width {self.width} must be divisible by norm_groups")
+        if len(self.stage_widths) != 3 or min(self.stage_widths) < 1:
+            raise ValueError(f"stage_widths must be three positive widths, got {self.stage_widths}")
         if self.stem not in STEMS:
             raise ValueError(f"stem must be one of {STEMS}, got {self.stem!r}")
         if self.loop_convs not in (1, 2):

@@ -7,10 +7,16 @@
     a = tta (when the config offers it): the straight pass on three more views of x, the four
             views' logits averaged
 
+How a loop iterates depends on the layout (model/loops.py): "chained" layers of one shape
+iterate the composite L_k∘…∘L1; "staged" layers of their own shapes (model/staged.py) sweep
+stages 1..k. Either way the network is composed from its parts by the step functions at the end
+of this module — the same functions a serving engine steps one iteration at a time — so there
+is one straight pass, one loop iteration and one finish, whatever evaluates the parts.
+
 The straight pass runs batched for every sample. Each looped action then runs only on its own
 samples (gathered by index), and inside a loop converged samples drop out, so the layer
-evaluations that are reported are the ones that executed. The model returns data (logits and
-per-sample stats); it never logs.
+evaluations and multiply-adds that are reported are the ones that executed. The model returns
+data (logits and per-sample stats); it never logs.
 """
 
 from dataclasses import dataclass
@@ -25,6 +31,8 @@ from model.agent import AgentNet, choose_actions
 from model.backbones import build_backbone
 from model.backward import solve_loop
 from model.config import AGENT_INPUTS, ModelConfig
+from model.loops import LoopKind, loop_kind
+from model.macs import ActionMacs, measure
 
 CONFIDENCE_FEATURES = 2  # the profile's last entries: top probability and entropy
 
@@ -48,6 +56,7 @@ class ForwardOutput:
     converged: Tensor  # (B,) bool (True for straight)
     residual: Tensor  # (B,) float, final relative residual (0 for straight)
     layer_evaluations: Tensor  # (B,) long, executed single-layer evaluations incl. straight pass
+    macs: Tensor  # (B,) long, executed multiply-adds incl. the straight pass (model/macs.py)
 
 
 class DynaLayNet(nn.Module):
@@ -55,7 +64,8 @@ class DynaLayNet(nn.Module):
         super().__init__()
         self.config = config
         self.backbone = build_backbone(config)
-        profile_dim = N_LAYERS * self.backbone.summary_dim + CONFIDENCE_FEATURES
+        self.loops: LoopKind = loop_kind(config)
+        profile_dim = sum(self.backbone.summary_dims) + CONFIDENCE_FEATURES
         self.n_actions = n_actions(config.tta_action)
         tail_only = AGENT_INPUTS[config.agent_inputs]  # confidence features read alone
         raw_tail = CONFIDENCE_FEATURES if config.agent_raw_confidence or tail_only else 0
@@ -70,6 +80,8 @@ class DynaLayNet(nn.Module):
             self.agent_choices,
             tail_only=tail_only,
         )
+        # Counted on one sample at build time: the layout fixes it, the weights do not.
+        self.action_macs: ActionMacs = self._count_macs()
 
     def forward(
         self,
@@ -86,15 +98,7 @@ class DynaLayNet(nn.Module):
         return self.recompute(straight, actions, agent_logits)
 
     def straight(self, x: Tensor, lengths: Tensor | None = None) -> StraightPass:
-        inj = self.backbone.stem(x, lengths)
-        h, states = inj[0], []
-        for layer in self.backbone.layers:
-            h = layer(h, *inj)
-            states.append(h)
-        logits = self.backbone.head(h, *inj)
-        summaries = [self.backbone.pool(z, *inj) for z in states]
-        profile = torch.cat([*summaries, confidence_features(logits)], dim=1).detach()
-        return StraightPass(tuple(inj), tuple(states), logits, profile, x)
+        return straight_pass(ModuleParts(self), x, lengths)
 
     def decide(self, straight: StraightPass, sample: bool = False) -> tuple[Tensor, Tensor]:
         agent_logits = self.agent(straight.profile)
@@ -128,25 +132,52 @@ class DynaLayNet(nn.Module):
             converged[idx] = stats.converged
             residual[idx] = stats.residual.to(residual.dtype)
         evals = _layer_evaluations(actions, iterations)
+        macs = self.action_macs.per_sample(actions, iterations, _tokens(straight))
         return ForwardOutput(
-            logits, straight.logits, actions, agent_logits, iterations, converged, residual, evals
+            logits,
+            straight.logits,
+            actions,
+            agent_logits,
+            iterations,
+            converged,
+            residual,
+            evals,
+            macs,
         )
 
     def _loop(self, straight: StraightPass, action: int, idx: Tensor):
-        """Iterate the first `action` layers to a fixed point on samples idx, finish, head."""
-        layers = self.backbone.layers
+        """Iterate action k's loop to a fixed point on samples idx, finish, head."""
+        parts = ModuleParts(self)
         inj = tuple(t[idx] for t in straight.inj)
+        z0 = self.loops.start(action, tuple(z[idx] for z in straight.states))
 
-        def composite(z: Tensor, *inj_: Tensor) -> Tensor:
-            for layer in layers[:action]:
-                z = layer(z, *inj_)
-            return z
+        def iterate(z: Tensor, *inj_: Tensor) -> Tensor:
+            return loop_iteration(parts, action, z, inj_)
 
-        z0 = straight.states[action - 1][idx]
-        z, stats = solve_loop(composite, z0, inj, self.config, self.config.backward)
-        for layer in layers[action:]:
-            z = layer(z, *inj)
-        return self.backbone.head(z, *inj), stats
+        z, stats = solve_loop(iterate, z0, inj, self.config, self.config.backward)
+        return finish(parts, action, z, inj), stats
+
+    def _count_macs(self) -> ActionMacs:
+        """Multiply-adds of each piece for one sample, counted once (model/macs.py)."""
+        was_training = self.training
+        self.eval()  # the count must not move BatchNorm's running statistics
+        try:
+            with torch.no_grad():
+                return measure(
+                    ModuleParts(self), self.loops, self._example, self.config.arch == "lstm"
+                )
+        finally:
+            self.train(was_training)
+
+    def _example(self, tokens: int) -> tuple[Tensor, Tensor | None]:
+        """One input sample on the network's device: an image, or `tokens` token ids."""
+        weight = next(self.parameters())
+        device, cfg = weight.device, self.config
+        if cfg.arch == "lstm":
+            ids = torch.ones(1, tokens, dtype=torch.long, device=device)
+            return ids, torch.tensor([tokens], device=device)
+        shape = (1, cfg.in_channels, cfg.image_size, cfg.image_size)
+        return torch.zeros(shape, device=device, dtype=weight.dtype), None
 
 
 def confidence_features(logits: Tensor) -> Tensor:
@@ -165,6 +196,11 @@ def confidence_features(logits: Tensor) -> Tensor:
     top = logp.max(dim=1).values.exp()
     entropy = -(logp.exp() * logp).sum(dim=1)
     return torch.stack([top, entropy], dim=1).to(logits.dtype)
+
+
+def _tokens(straight: StraightPass) -> Tensor | None:
+    """(B,) real tokens of each text sample (its mask's sum); None for images."""
+    return straight.inj[1].sum(dim=(1, 2)) if len(straight.inj) > 1 else None
 
 
 def _layer_evaluations(actions: Tensor, iterations: Tensor) -> Tensor:
@@ -187,19 +223,25 @@ def build_model(config: ModelConfig) -> DynaLayNet:
     return DynaLayNet(config)
 
 
-# ---- step API: the same algorithm, one piece at a time, whatever runtime evaluates the parts ----
+# ---- step API: the algorithm, one piece at a time, whatever runtime evaluates the parts ----
 #
 # A serving engine that schedules loops iteration by iteration needs the network cut into the
-# pieces it interleaves: the straight pass (for the agent), one iteration of an action's
-# composite L_k∘…∘L1, and the finish (layers k+1..3 once more, then the head). `NetworkParts`
-# is what a runtime supplies (PyTorch modules here, ONNX sessions in the service); the
-# functions below compose the parts exactly as `straight` / `_loop` do.
+# pieces it interleaves: the straight pass (for the agent), one iteration of an action's loop,
+# and the finish (the layers above the loop once more, then the head). `NetworkParts` is what a
+# runtime supplies (PyTorch modules here, ONNX sessions in the service); DynaLayNet itself runs
+# on the functions below.
 
 
 class NetworkParts(Protocol):
     """The pieces of a DynaLay network, batch-first; `inj` is the stem's output tuple."""
 
+    loops: LoopKind  # how an action iterates (model/loops.py)
+
     def stem(self, x: Tensor, lengths: Tensor | None) -> tuple[Tensor, ...]: ...
+
+    def injection(
+        self, index: int, below: Tensor, inj: tuple[Tensor, ...]
+    ) -> tuple[Tensor, ...]: ...
 
     def layer(self, index: int, h: Tensor, inj: tuple[Tensor, ...]) -> Tensor: ...
 
@@ -212,15 +254,27 @@ class NetworkParts(Protocol):
     def agent(self, profile: Tensor) -> Tensor: ...
 
 
+def profile_features(
+    backbone: nn.Module, states: tuple[Tensor, ...], logits: Tensor, inj: tuple[Tensor, ...]
+) -> Tensor:
+    """The agent's input: each state's summary and the straight pass' confidence, (B, P)."""
+    summaries = [backbone.pool(z, *inj) for z in states]
+    return torch.cat([*summaries, confidence_features(logits)], dim=1)
+
+
 class ModuleParts:
     """`NetworkParts` of a DynaLayNet, evaluated by its own PyTorch modules."""
 
     def __init__(self, net: DynaLayNet) -> None:
         self.net = net
         self.backbone = net.backbone
+        self.loops = net.loops
 
     def stem(self, x: Tensor, lengths: Tensor | None) -> tuple[Tensor, ...]:
         return tuple(self.backbone.stem(x, lengths))
+
+    def injection(self, index: int, below: Tensor, inj: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
+        return self.backbone.injection(index, below, inj)
 
     def layer(self, index: int, h: Tensor, inj: tuple[Tensor, ...]) -> Tensor:
         return self.backbone.layers[index](h, *inj)
@@ -231,23 +285,25 @@ class ModuleParts:
     def profile(
         self, states: tuple[Tensor, ...], logits: Tensor, inj: tuple[Tensor, ...]
     ) -> Tensor:
-        summaries = [self.backbone.pool(z, *inj) for z in states]
-        return torch.cat([*summaries, confidence_features(logits)], dim=1).detach()
+        return profile_features(self.backbone, states, logits, inj).detach()
 
     def agent(self, profile: Tensor) -> Tensor:
         return self.net.agent(profile)
 
 
 def straight_pass(parts: NetworkParts, x: Tensor, lengths: Tensor | None = None) -> StraightPass:
-    """Stem, L1, L2, L3 once, head and the agent's profile: `DynaLayNet.straight` from parts."""
+    """Stem, every layer once, head and the agent's profile."""
     inj = parts.stem(x, lengths)
-    h, states = inj[0], []
-    for index in range(N_LAYERS):
-        h = parts.layer(index, h, inj)
-        states.append(h)
-    logits = parts.head(h, inj)
-    profile = parts.profile(tuple(states), logits, inj)
-    return StraightPass(inj, tuple(states), logits, profile, x)
+    states = parts.loops.straight(parts, inj)
+    logits = parts.head(states[-1], inj)
+    profile = parts.profile(states, logits, inj)
+    return StraightPass(inj, states, logits, profile, x)
+
+
+def pass_logits(parts: NetworkParts, x: Tensor) -> Tensor:
+    """The straight pass' logits alone (no profile): what each extra view of `tta` runs."""
+    inj = parts.stem(x, None)
+    return parts.head(parts.loops.straight(parts, inj)[-1], inj)
 
 
 def tta_views(x: Tensor) -> Tensor:
@@ -267,19 +323,49 @@ def tta_views(x: Tensor) -> Tensor:
 def tta_logits(parts: NetworkParts, x: Tensor, straight_logits: Tensor) -> Tensor:
     """Action `tta`: the straight pass on `tta_views(x)` in one batch (3, n, C), averaged with
     the straight logits (n, C) already computed on x itself → (n, C)."""
-    views = straight_pass(parts, tta_views(x)).logits.view(TTA_VIEWS - 1, x.shape[0], -1)
+    views = pass_logits(parts, tta_views(x)).view(TTA_VIEWS - 1, x.shape[0], -1)
     return (straight_logits + views.sum(0).to(straight_logits.dtype)) / TTA_VIEWS
 
 
+def anytime_logits(
+    parts: NetworkParts,
+    x: Tensor,
+    iterations: int,
+    detach_early: bool = False,
+    frozen: int = 0,
+    action: int = N_LAYERS,
+) -> list[Tensor]:
+    """Action k's logits after `frozen`+1..`iterations` iterations (the first iteration is the
+    straight pass): each (B, C), a forced answer at that budget (k = loop_all by default).
+
+    frozen: the first `frozen` iterations run without a gradient (truncated backprop from a
+    random start). detach_early: the head reads the earlier exits' states without a gradient
+    into the layers, so only the last exit trains them."""
+    inj = parts.stem(x, None)
+    with torch.set_grad_enabled(torch.is_grad_enabled() and not frozen):
+        z = parts.loops.start(action, parts.loops.straight(parts, inj))
+        for _ in range(max(frozen - 1, 0)):
+            z = loop_iteration(parts, action, z, inj)
+    out = []
+    for t in range(frozen, iterations):
+        if t:
+            z = loop_iteration(parts, action, z, inj)
+        top = parts.loops.finish(parts, action, z, inj)
+        early = t < iterations - 1
+        out.append(parts.head(top.detach() if early and detach_early else top, inj))
+    return out
+
+
+def loop_start(parts: NetworkParts, action: int, straight: StraightPass) -> Tensor:
+    """Action k's loop state from the straight pass, (B, ...)."""
+    return parts.loops.start(action, straight.states)
+
+
 def loop_iteration(parts: NetworkParts, action: int, z: Tensor, inj: tuple[Tensor, ...]) -> Tensor:
-    """One application of action k's composite L_k∘…∘L1 to states z (n, ...) → (n, ...)."""
-    for index in range(action):
-        z = parts.layer(index, z, inj)
-    return z
+    """One iteration of action k's loop on states z (n, ...) → (n, ...)."""
+    return parts.loops.step(parts, action, z, inj)
 
 
 def finish(parts: NetworkParts, action: int, z: Tensor, inj: tuple[Tensor, ...]) -> Tensor:
-    """Layers k+1..3 once on the fixed point z (n, ...), then the head → logits (n, C)."""
-    for index in range(action, N_LAYERS):
-        z = parts.layer(index, z, inj)
-    return parts.head(z, inj)
+    """The layers above action k's loop once on its result z (n, ...), then the head → (n, C)."""
+    return parts.head(parts.loops.finish(parts, action, z, inj), inj)

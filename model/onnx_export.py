@@ -35,7 +35,7 @@ from tqdm import tqdm
 
 from model.checkpoint import AGENT, BACKBONE
 from model.config import ModelConfig
-from model.network import DynaLayNet
+from model.network import DynaLayNet, ModuleParts
 from model.onnx_parts import (
     STATE,
     STATE_NAMES,
@@ -94,13 +94,14 @@ def export_network(
     diffs: dict[str, float] = {}  # part → max |onnx − torch| over the probe batches
     scales: dict[str, float] = {}  # part → max(1, max |torch|), what the tolerance scales with
     trace = _named_tensors(net, *TRACE_SHAPE)
+    staged = net.config.stem == "staged"
     probes = [_named_tensors(net, b, t, seed=b) for b, t in VERIFY_SHAPES]
     parts = export_parts(net)
     for part in tqdm(parts, desc="export onnx", disable=quiet):
-        graphs[part.name] = _export_part(part, net.config.arch, trace, opset)
+        graphs[part.name] = _export_part(part, net.config.arch, trace, opset, staged)
         onnx.checker.check_model(onnx.load_from_string(graphs[part.name]), full_check=True)
         if verify:
-            pairs = [_compare(part, graphs[part.name], p) for p in probes]
+            pairs = [_compare(part, graphs[part.name], p, staged) for p in probes]
             diffs[part.name] = max(d for d, _ in pairs)
             scales[part.name] = max(s for _, s in pairs)
     bad = {n: d for n, d in diffs.items() if not d <= VERIFY_TOL * scales[n]}  # NaN fails too
@@ -117,7 +118,9 @@ def weights_sha256(directory: Path) -> dict[str, str]:
 # ---- one part -----------------------------------------------------------------------------
 
 
-def _export_part(part: Part, arch: str, named: dict[str, Tensor], opset: int) -> bytes:
+def _export_part(
+    part: Part, arch: str, named: dict[str, Tensor], opset: int, staged: bool
+) -> bytes:
     buffer = io.BytesIO()
     with warnings.catch_warnings(), torch.no_grad():
         # The legacy exporter warns about its own deprecation and about traced shape reads;
@@ -125,7 +128,7 @@ def _export_part(part: Part, arch: str, named: dict[str, Tensor], opset: int) ->
         warnings.simplefilter("ignore")
         torch.onnx.export(
             part.module,
-            _args(part, named),
+            _args(part, named, staged),
             buffer,
             dynamo=False,
             opset_version=opset,
@@ -146,10 +149,12 @@ def _dynamic_axes(part: Part, arch: str) -> dict[str, dict[int, str]]:
     return axes
 
 
-def _compare(part: Part, graph: bytes, named: dict[str, Tensor]) -> tuple[float, float]:
+def _compare(
+    part: Part, graph: bytes, named: dict[str, Tensor], staged: bool
+) -> tuple[float, float]:
     """(max |onnx − torch|, max(1, max |torch|)) over the part's outputs."""
     session = _runtimes()[1].InferenceSession(graph, providers=["CPUExecutionProvider"])
-    args = _args(part, named)
+    args = _args(part, named, staged)
     # An input the part never reads (the CNN head's u) is dropped from the graph by the tracer.
     wanted = {i.name for i in session.get_inputs()}
     feeds = {n: t.numpy() for n, t in zip(part.inputs, args, strict=True) if n in wanted}
@@ -162,10 +167,26 @@ def _compare(part: Part, graph: bytes, named: dict[str, Tensor]) -> tuple[float,
     return diff, max(1.0, *(float(np.abs(w).max()) for _, w in pairs))
 
 
-def _args(part: Part, named: dict[str, Tensor]) -> tuple[Tensor, ...]:
-    """The part's positional inputs; a layer's state is what that layer sees in the pass."""
-    states = {"layer1": "u", "layer2": "z1", "layer3": "z2", "head": "z3"}
-    return tuple(named[states.get(part.name, n)] if n == STATE else named[n] for n in part.inputs)
+# What each part reads in the straight pass: input name → the named tensor it is traced with.
+_CHAINED_ARGS = {
+    "layer1": {STATE: "u"},
+    "layer2": {STATE: "z1"},
+    "layer3": {STATE: "z2"},
+    "head": {STATE: "z3"},
+}
+# Staged: stage i starts from its own injection u_i (model/loops.py `StagedLoop`).
+_STAGED_ARGS = {
+    **{f"layer{i}": {STATE: f"u{i}", "u": f"u{i}"} for i in (1, 2, 3)},
+    "inject2": {STATE: "z1"},
+    "inject3": {STATE: "z2"},
+    "head": {STATE: "z3"},
+}
+
+
+def _args(part: Part, named: dict[str, Tensor], staged: bool) -> tuple[Tensor, ...]:
+    """The part's positional inputs, as that part sees them in the straight pass."""
+    reads = (_STAGED_ARGS if staged else _CHAINED_ARGS).get(part.name, {})
+    return tuple(named[reads.get(n, n)] for n in part.inputs)
 
 
 # ---- realistic inputs ---------------------------------------------------------------------
@@ -181,6 +202,13 @@ def _named_tensors(net: DynaLayNet, batch: int, time: int, seed: int = 0) -> dic
     named.update(zip(injection_names(arch), straight.inj, strict=True))
     named.update(zip(STATE_NAMES, straight.states, strict=True))
     named["logits"], named["profile"] = straight.logits, straight.profile
+    if net.config.stem == "staged":  # each stage's injection: u1 = u, u_i from the stage below
+        parts = ModuleParts(net)
+        named["u1"] = straight.inj[0]
+        with torch.no_grad():
+            for i in (2, 3):
+                below = straight.states[i - 2]
+                named[f"u{i}"] = parts.injection(i - 1, below, straight.inj)[0]
     return named
 
 

@@ -6,6 +6,8 @@ naming. The parts compose exactly like `DynaLayNet.straight` / `recompute`:
 
     stem(x) ─▶ inj = (u,) | (u, mask)         h = u
     layer_i(h, *inj) ─▶ h                        (i = 1..3, also each fixed-point step)
+    inject_i(h) ─▶ u_i                           staged only (i = 2, 3): stage i's injection
+                                                 from the state below (model/staged.py)
     head(h, *inj) ─▶ logits (B, C)
     profile(z1, z2, z3, logits, *inj) ─▶ (B, P)  the agent's input
     agent(profile) ─▶ agent_logits (B, 4)
@@ -15,11 +17,11 @@ Pure torch: nothing here imports onnx.
 
 from dataclasses import dataclass
 
-import torch
 from torch import Tensor, nn
 
 from model.actions import LAYER_NAMES
-from model.network import DynaLayNet, confidence_features
+from model.config import ModelConfig
+from model.network import DynaLayNet, profile_features
 
 # Names shared by the exported graphs and the engine that binds them.
 STATE = "h"
@@ -61,6 +63,17 @@ class StemPart(nn.Module):
         return inj if self.text else inj[0]  # single-output graphs return a bare tensor
 
 
+class InjectPart(nn.Module):
+    """Staged layout: the state below (B, w_{i-1}, s, s) → stage i's injection u_i."""
+
+    def __init__(self, net: DynaLayNet, index: int) -> None:
+        super().__init__()
+        self.transition = net.backbone.transitions[index - 1]
+
+    def forward(self, h: Tensor) -> Tensor:
+        return self.transition(h)
+
+
 class HeadPart(nn.Module):
     """(h, *inj) → logits (B, C)."""
 
@@ -80,8 +93,7 @@ class ProfilePart(nn.Module):
         self.backbone = net.backbone
 
     def forward(self, z1: Tensor, z2: Tensor, z3: Tensor, logits: Tensor, *inj: Tensor) -> Tensor:
-        summaries = [self.backbone.pool(z, *inj) for z in (z1, z2, z3)]
-        return torch.cat([*summaries, confidence_features(logits)], dim=1)
+        return profile_features(self.backbone, (z1, z2, z3), logits, inj)
 
 
 def export_parts(net: DynaLayNet) -> list[Part]:
@@ -89,7 +101,8 @@ def export_parts(net: DynaLayNet) -> list[Part]:
 
     >>> from model.config import ModelConfig
     >>> from model.network import build_model
-    >>> [part.name for part in export_parts(build_model(ModelConfig(width=8)))] == list(PART_NAMES)
+    >>> net = build_model(ModelConfig(width=8))
+    >>> [part.name for part in export_parts(net)] == list(part_names(net.config))
     True
     """
     arch = net.config.arch
@@ -98,8 +111,14 @@ def export_parts(net: DynaLayNet) -> list[Part]:
         Part(name, layer, (STATE, *inj), (LAYER_OUT,))
         for name, layer in zip(LAYER_NAMES, net.backbone.layers, strict=True)
     ]
+    injects = [
+        Part(f"inject{i + 1}", InjectPart(net, i), (STATE,), (inj[0],))
+        for i in range(1, len(LAYER_NAMES))
+        if net.config.stem == "staged"
+    ]
     parts = [
         Part("stem", StemPart(net), model_inputs(arch), inj),
+        *injects,
         *layers,
         Part("head", HeadPart(net), (STATE, *inj), (LOGITS,)),
         Part("profile", ProfilePart(net), (*STATE_NAMES, LOGITS, *inj), (PROFILE,)),
@@ -115,3 +134,13 @@ def export_parts(net: DynaLayNet) -> list[Part]:
 
 
 PART_NAMES: tuple[str, ...] = ("stem", *LAYER_NAMES, "head", "profile", "agent")
+STAGED_INJECTS: tuple[str, ...] = ("inject2", "inject3")
+
+
+def part_names(config: ModelConfig) -> tuple[str, ...]:
+    """The parts a network of this config exports, in the order the engine runs them.
+
+    >>> part_names(ModelConfig(stem="staged"))[:3]
+    ('stem', 'inject2', 'inject3')
+    """
+    return ("stem", *STAGED_INJECTS, *PART_NAMES[1:]) if config.stem == "staged" else PART_NAMES

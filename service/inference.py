@@ -9,7 +9,7 @@ send) or `image` BYTES [B] (image files: raw bytes in binary/gRPC data, base64 t
 a text model takes `text` BYTES [B] (UTF-8). [B, 1] is accepted for BYTES too, which is what a
 Triton client reading the config's `dims: [1]` sends. Outputs, each [B] unless noted:
 `probabilities` FP32 [B, n_classes], `class_index`, `action` (index into ACTIONS),
-`iterations`, `layer_evaluations` INT64, `converged` BOOL. Requested outputs are returned in
+`iterations`, `layer_evaluations`, `macs` INT64, `converged` BOOL. Requested outputs are returned in
 the order asked, all of them when none is asked for. Parameters: `action` forces an action;
 `timeout` (µs, as Triton clients send it) can shorten the request's deadline.
 """
@@ -46,6 +46,7 @@ OUTPUTS = {
     "iterations": "INT64",
     "converged": "BOOL",
     "layer_evaluations": "INT64",
+    "macs": "INT64",
 }
 _TRITON_TYPES = {
     "FP32": "TYPE_FP32",
@@ -320,5 +321,6 @@ def _output_tensors(done: list[Completed], names: tuple[str, ...]) -> tuple[Outp
         "iterations": lambda: np.asarray([s.iterations for s in samples], np.int64),
         "converged": lambda: np.asarray([s.converged for s in samples], np.bool_),
         "layer_evaluations": lambda: np.asarray([s.layer_evaluations for s in samples], np.int64),
+        "macs": lambda: np.asarray([s.macs for s in samples], np.int64),
     }
     return tuple(OutputTensor(n, OUTPUTS[n], columns[n]()) for n in names)

@@ -22,6 +22,8 @@ LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 ITERATION_BUCKETS = (0, 1, 2, 3, 4, 5, 6, 8, 10, 15, 20, 30, 50, 100)
 EVALUATION_BUCKETS = (3, 4, 5, 6, 8, 10, 15, 20, 30, 50, 100, 200, 400)
+# Multiply-adds per prediction: 1 M to 4 G in steps of ×√2 (a CIFAR pass is ~10⁸, a loop 1-4×).
+MACS_BUCKETS = tuple(round(1e6 * 2 ** (k / 2)) for k in range(25))
 
 
 class Metrics:
@@ -101,6 +103,13 @@ class Metrics:
             "Single-layer evaluations executed per prediction.",
             ["model"],
             buckets=EVALUATION_BUCKETS,
+            registry=r,
+        )
+        self.macs = Histogram(
+            "dynalay_macs",
+            "Multiply-adds executed per prediction, the straight pass included.",
+            ["model"],
+            buckets=MACS_BUCKETS,
             registry=r,
         )
         self.queue_depth = Gauge(
@@ -199,6 +208,7 @@ class Metrics:
         iterations: int,
         converged: bool,
         layer_evaluations: int,
+        macs: int,
     ) -> None:
         """Record what one answered prediction did (called only for 200s, so counts match)."""
         self.actions.labels(model, action).inc()
@@ -208,6 +218,7 @@ class Metrics:
         if not converged:
             self.fixed_point_unconverged.labels(model).inc()
         self.layer_evaluations.labels(model).observe(layer_evaluations)
+        self.macs.labels(model).observe(macs)
 
     def observe_stage(self, model: str, stage: str, seconds: float) -> None:
         self.compute_duration.labels(model, stage).observe(seconds)

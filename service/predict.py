@@ -77,6 +77,7 @@ def _response(
         iterations=sample.iterations,
         converged=sample.converged,
         layer_evaluations=sample.layer_evaluations,
+        macs=sample.macs,
         latency_ms=round((time.monotonic() - started) * 1000.0, 3),
         batch_size=completed.batch_size,
         input_tokens=text.n_tokens if text else None,
@@ -94,4 +95,5 @@ def observe(state: ServiceState, model: str, action: str, completed: Completed) 
         sample.iterations,
         sample.converged,
         sample.layer_evaluations,
+        sample.macs,
     )

@@ -43,6 +43,9 @@ class PredictResponse(BaseModel):
     iterations: int = Field(description="fixed-point iterations; 0 for straight")
     converged: bool
     layer_evaluations: int = Field(description="single-layer evaluations executed")
+    macs: int = Field(
+        description="multiply-adds executed for this input, the straight pass included"
+    )
     latency_ms: float = Field(description="server-side: body, preprocessing, queue and compute")
     batch_size: int = Field(description="requests in the batch this one ran in")
     input_tokens: int | None = Field(None, description="text only: tokens before truncation")

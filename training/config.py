@@ -26,6 +26,10 @@ class DataConfig:
     # every two epochs (the derandomised flip of the fast CIFAR recipes).
     flip_mode: str = "random"
     train_subset: int | None = None  # use only the first N training images
+    # Hold this many training images out (training/data/holdout.py: fixed, seeded) and evaluate
+    # on them instead of the test split, so that recipes, β and thresholds are chosen without
+    # reading the test set; 0 evaluates on the test split (older recipes).
+    validation: int = 0
     test_subset: int | None = None
     synthetic_size: int = 512  # images per split when dataset == "synthetic"
     synthetic_classes: int = 10
@@ -84,6 +88,10 @@ class PhaseConfig:
     # BatchNorm statistics. Only the layers and the head train, so a stage that teaches a
     # finished net's layers to loop costs no stem gradient (its forward builds no graph).
     freeze_stem: bool = False
+    # Phase 1 as an anytime network: the objective (training/loop/anytime.py OBJECTIVES) over
+    # loop_all's exit after each iteration, in place of the straight / looped losses above;
+    # "" (the default) trains those.
+    anytime: str = ""
 
     def __post_init__(self) -> None:
         if self.loop_teacher not in LOOP_TEACHERS:
@@ -100,7 +108,10 @@ class AgentConfig:
     gamma: float = 0.2  # weight of the reward (policy-gradient) term in the total loss
     entropy: float = 0.01  # entropy bonus against policy collapse
     prob_floor: float = 0.1  # sampling mixes ε of uniform into the policy: p ≥ ε/4 per action
-    cost_normalizer: float | None = None  # layer evaluations that count as cost 1 (None: max)
+    cost_normalizer: float | None = None  # cost that counts as 1 (None: the costliest action's)
+    # The reward's cost (training/evaluation/reward.py): "layers" (the thesis' layer evaluations
+    # times k) or "macs" (multiply-adds executed, model/macs.py).
+    cost: str = "layers"
     # Policy-gradient estimator (training.loop.steps.ESTIMATORS): "self_critical" samples one action
     # (REINFORCE, greedy baseline); "all_actions" measures all four, exact gradient of E_p[R].
     estimator: str = "self_critical"
@@ -111,6 +122,8 @@ class AgentConfig:
     replay_passes: int = 0
 
     def __post_init__(self) -> None:
+        if self.cost not in ("layers", "macs"):
+            raise ValueError(f"cost must be 'layers' or 'macs', got {self.cost!r}")
         if self.replay_passes and self.estimator != "all_actions":
             raise ValueError("replay_passes needs estimator 'all_actions' (every action's reward)")
         if self.estimator not in POLICY_ESTIMATORS:
@@ -130,6 +143,10 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     threads: int | None = None  # torch.set_num_threads on CPU
     channels_last: bool = False
+    # Numerics of the training steps: "fp32", or "bf16" (autocast: convolutions and matrix
+    # products in bfloat16, losses and weights in fp32), about 2× faster on CPUs with AVX-512
+    # BF16 or AMX. Evaluation always runs in fp32.
+    precision: str = "fp32"
     max_batches: int | None = None  # cap on batches per epoch (timing, smoke runs)
     eval_batch_size: int = 500
     eval_every: int = 1  # evaluate on the test split every N epochs (and always at the end)
@@ -139,6 +156,10 @@ class TrainConfig:
     # backbone). The architecture must match; resuming a run dir takes precedence.
     init_from: str | None = None
     version: str = "0.1.0"
+
+    def __post_init__(self) -> None:
+        if self.precision not in ("fp32", "bf16"):
+            raise ValueError(f"precision must be 'fp32' or 'bf16', got {self.precision!r}")
 
     @property
     def total_epochs(self) -> int:

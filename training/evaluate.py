@@ -22,9 +22,10 @@ from model.checkpoint import load_checkpoint, write_metrics
 from training.config import AgentConfig, TrainConfig
 from training.data import load_split
 from training.data.batches import BatchIterator
+from training.data.holdout import VAL_SIZE, split_holdout
 from training.evaluation.collect import collect
 from training.evaluation.metrics import full_metrics
-from training.evaluation.reward import max_layer_evaluations
+from training.evaluation.reward import cost_normalizer
 from training.loop.distributed import resolve_device
 
 
@@ -70,11 +71,13 @@ def _evaluate_images(ckpt, train_cfg, dataset, data_dir, split, batch_size, limi
     data = train_cfg.data
     images = load_split(
         dataset,
-        split,
+        "train" if split == "validation" else split,
         data_dir=data_dir,
         synthetic_size=data.synthetic_size,
         n_classes=data.synthetic_classes,
     )
+    if split == "validation":  # the images the checkpoint's training held out
+        images = split_holdout(images, data.validation or VAL_SIZE)[1]
     if limit:
         images = images.subset(limit)
     if tuple(images.classes) != tuple(ckpt.classes) and dataset != "synthetic":
@@ -108,8 +111,8 @@ def _evaluate_text(ckpt, train_cfg, dataset, data_dir, split, batch_size, limit,
 def _classification_metrics(ckpt, train_cfg: TrainConfig, batches) -> dict[str, Any]:
     outcomes = collect(ckpt.net, batches, forced=True)
     a = train_cfg.agent
-    normalizer = a.cost_normalizer or float(max_layer_evaluations(ckpt.config.max_iter))
-    return full_metrics(outcomes, a.alpha, a.beta, normalizer)
+    normalizer = cost_normalizer(a, ckpt.net)
+    return full_metrics(outcomes, a.alpha, a.beta, normalizer, cost=a.cost)
 
 
 def format_summary(m: dict[str, Any]) -> str:
@@ -159,7 +162,8 @@ def _fmt(v: float | None, digits: int = 4) -> str:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint", type=Path)
     p.add_argument("--data-dir", type=Path)
-    p.add_argument("--split", default="test", choices=("train", "valid", "test"))  # valid: LM
+    # valid: the LM's split; validation: the images a checkpoint's training held out
+    p.add_argument("--split", default="test", choices=("train", "valid", "validation", "test"))
     p.add_argument("--dataset", help="override the dataset recorded in the checkpoint")
     p.add_argument("--batch-size", type=int, default=500)
     p.add_argument("--limit", type=int, help="evaluate only the first N images")

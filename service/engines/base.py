@@ -64,6 +64,7 @@ class SampleResult:
     iterations: int
     converged: bool
     layer_evaluations: int
+    macs: int  # multiply-adds executed for this sample (model/macs.py)
 
 
 @dataclass(frozen=True)

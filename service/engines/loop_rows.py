@@ -119,18 +119,28 @@ class FinishedRows:
     logits: Tensor  # (n, C)
     iterations: Tensor  # (n,) long
     converged: Tensor  # (n,) bool
+    macs: Tensor  # (n,) long, each sample's multiply-adds
 
     def tensors(self) -> list[Tensor]:
         probabilities = self.logits.float().softmax(dim=1)  # (n, C)
-        return [probabilities, self.logits.argmax(dim=1), self.iterations, self.converged]
+        return [
+            probabilities,
+            self.logits.argmax(dim=1),
+            self.iterations,
+            self.converged,
+            self.macs,
+        ]
+
+
+ANSWER_TENSORS = 5  # per FinishedRows, in the order of `FinishedRows.tensors`
 
 
 def decode_answers(finished: list[FinishedRows], host: list[np.ndarray]) -> list[Answer]:
-    """The answers of retired samples from their tensors read back (four per FinishedRows, in
-    the order of `FinishedRows.tensors`)."""
-    answers = []
+    """The answers of retired samples from their tensors read back (ANSWER_TENSORS per
+    FinishedRows, in the order of `FinishedRows.tensors`)."""
+    answers, k = [], ANSWER_TENSORS
     for i, done in enumerate(finished):
-        probs, classes, iterations, converged = host[4 * i : 4 * i + 4]
+        probs, classes, iterations, converged, macs = host[k * i : k * i + k]
         probs = probs.reshape(len(done.keys), -1)
         for row, key in enumerate(done.keys):
             n = int(iterations[row])
@@ -141,6 +151,7 @@ def decode_answers(finished: list[FinishedRows], host: list[np.ndarray]) -> list
                 iterations=n,
                 converged=bool(converged[row]),
                 layer_evaluations=layer_evaluations(done.action, n),
+                macs=int(macs[row]),
             )
             answers.append((key, result))
     return answers

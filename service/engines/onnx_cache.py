@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from model.checkpoint import LoadedCheckpoint, manifest_files
+from model.config import ModelConfig
 from model.onnx_export import (
     DEFAULT_OPSET,
     EXPORT_CARD,
@@ -38,13 +39,16 @@ from model.onnx_export import (
     export_network,
     weights_sha256,
 )
-from model.onnx_parts import PART_NAMES
+from model.onnx_parts import part_names
 
 log = logging.getLogger(__name__)
 
 EXPORT_COMMAND = "python -m training export-onnx"
 CACHE_MANIFEST = "manifest.json"
-PART_FILES = tuple(f"onnx/{name}.onnx" for name in PART_NAMES)
+
+
+def part_files(config: ModelConfig) -> tuple[str, ...]:
+    return tuple(f"onnx/{name}.onnx" for name in part_names(config))
 
 
 class OnnxEngineError(RuntimeError):
@@ -65,7 +69,8 @@ def locate_export(loaded: LoadedCheckpoint, cache_dir: Path | None) -> ExportLoc
     """The parts to serve `loaded` with; exports them into `cache_dir` when needed."""
     directory, arch = loaded.directory, loaded.config.arch
     weights = weights_sha256(directory)
-    problem = _checkpoint_export_problem(directory, arch, weights)
+    files = part_files(loaded.config)
+    problem = _checkpoint_export_problem(directory, arch, weights, files)
     if problem is None:
         return ExportLocation(directory, _read_card(directory), "checkpoint")
     if cache_dir is None:
@@ -73,7 +78,7 @@ def locate_export(loaded: LoadedCheckpoint, cache_dir: Path | None) -> ExportLoc
     if problem.startswith("the ONNX export is stale"):
         log.warning("%s: %s; using the ONNX cache instead", directory, problem)
     entry = cache_dir / _entry_name(loaded, weights)
-    if _entry_problem(entry, arch, weights) is None:
+    if _entry_problem(entry, arch, weights, files) is None:
         return ExportLocation(entry, _read_card(entry), "cache")
     _export_into(entry, loaded, weights)
     return ExportLocation(entry, _read_card(entry), "exported")
@@ -82,9 +87,11 @@ def locate_export(loaded: LoadedCheckpoint, cache_dir: Path | None) -> ExportLoc
 # ---- the checkpoint's own export --------------------------------------------------------------
 
 
-def _checkpoint_export_problem(directory: Path, arch: str, weights: dict) -> str | None:
+def _checkpoint_export_problem(
+    directory: Path, arch: str, weights: dict, files: tuple[str, ...]
+) -> str | None:
     listed = set(manifest_files(directory))
-    missing = [name for name in (EXPORT_CARD, *PART_FILES) if name not in listed]
+    missing = [name for name in (EXPORT_CARD, *files) if name not in listed]
     if missing:
         return f"no ONNX export ({', '.join(missing[:3])} not in the manifest)"
     card = _read_card(directory)
@@ -111,11 +118,11 @@ def _entry_name(loaded: LoadedCheckpoint, weights: dict) -> str:
     return f"{safe}-{key}"
 
 
-def _entry_problem(entry: Path, arch: str, weights: dict) -> str | None:
+def _entry_problem(entry: Path, arch: str, weights: dict, files: tuple[str, ...]) -> str | None:
     """None when the entry is complete and every file matches its manifest."""
     try:
         listed = json.loads((entry / CACHE_MANIFEST).read_text(encoding="utf-8"))["files"]
-        for name in (EXPORT_CARD, *PART_FILES):
+        for name in (EXPORT_CARD, *files):
             want = listed[name]
             data = (entry / name).read_bytes()
             if len(data) != want["size"] or hashlib.sha256(data).hexdigest() != want["sha256"]:
@@ -131,7 +138,7 @@ def _entry_problem(entry: Path, arch: str, weights: dict) -> str | None:
 
 
 def _export_into(entry: Path, loaded: LoadedCheckpoint, weights: dict) -> None:
-    problem = _entry_problem(entry, loaded.config.arch, weights)
+    problem = _entry_problem(entry, loaded.config.arch, weights, part_files(loaded.config))
     log.info("%s: exporting the ONNX parts into %s (%s)", loaded.name, entry, problem)
     started = time.perf_counter()
     try:
@@ -142,7 +149,7 @@ def _export_into(entry: Path, loaded: LoadedCheckpoint, weights: dict) -> None:
         entry.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{entry.name}.", dir=entry.parent))
         _write_entry(staging, exported.files())
-        _publish(staging, entry, loaded.config.arch, weights)
+        _publish(staging, entry, loaded.config.arch, weights, part_files(loaded.config))
     except OSError as err:
         raise OnnxEngineError(
             f"cannot write the ONNX cache under {entry.parent} ({err.strerror or err}): set "
@@ -163,7 +170,7 @@ def _write_entry(staging: Path, files: dict[str, bytes]) -> None:
     (staging / CACHE_MANIFEST).write_text(text, encoding="utf-8")
 
 
-def _publish(staging: Path, entry: Path, arch: str, weights: dict) -> None:
+def _publish(staging: Path, entry: Path, arch: str, weights: dict, files: tuple[str, ...]) -> None:
     """Rename the staged entry into place; a good entry another process published wins."""
     try:
         if entry.exists():  # a bad entry: move it out of the way first (rename is atomic)
@@ -172,7 +179,7 @@ def _publish(staging: Path, entry: Path, arch: str, weights: dict) -> None:
             shutil.rmtree(stale, ignore_errors=True)
         os.replace(staging, entry)
     except OSError:
-        if _entry_problem(entry, arch, weights) is not None:
+        if _entry_problem(entry, arch, weights, files) is not None:
             raise
         log.info("%s was published by another process meanwhile; using it", entry)
     finally:

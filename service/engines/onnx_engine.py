@@ -28,14 +28,16 @@ from torch import Tensor
 
 from model.actions import LAYER_NAMES
 from model.checkpoint import LoadedCheckpoint, load_checkpoint
+from model.config import ModelConfig
+from model.loops import loop_kind
 from model.onnx_parts import (
     LOGITS,
-    PART_NAMES,
     PROFILE,
     STATE,
     STATE_NAMES,
     injection_names,
     model_inputs,
+    part_names,
 )
 from service.engines.base import BatchOutput, EngineInput, ModelMeta
 from service.engines.onnx_cache import ExportLocation, OnnxEngineError, locate_export
@@ -59,11 +61,13 @@ class OnnxEngine:
         self.device = device
         self.meta = ModelMeta.from_checkpoint(loaded)
         self.config = loaded.config
+        self._macs = loaded.net.action_macs  # counted on the checkpoint's own network
         self._torch_device = torch.device(device)
         self.export: ExportLocation = locate_export(loaded, cache_dir)
         providers = execution_providers(self._torch_device)
         self._parts = {
-            name: OnnxPart(self.export.part_path(name), providers, device) for name in PART_NAMES
+            name: OnnxPart(self.export.part_path(name), providers, device)
+            for name in part_names(loaded.config)
         }
 
     @property
@@ -78,12 +82,13 @@ class OnnxEngine:
     def steps(self) -> EngineSteps:
         config = self.config
         return EngineSteps(
-            OnnxParts(self._parts, self.config.arch),
+            OnnxParts(self._parts, self.config),
             self._collate,
             config.solver,
             config.tol,
             config.max_iter,
             self._torch_device,
+            self._macs,
         )
 
     def warmup(self) -> None:
@@ -100,15 +105,20 @@ class OnnxEngine:
 class OnnxParts:
     """`model.network.NetworkParts` evaluated by the exported ONNX sessions."""
 
-    def __init__(self, parts: Mapping[str, OnnxPart], arch: str) -> None:
+    def __init__(self, parts: Mapping[str, OnnxPart], config: ModelConfig) -> None:
         self._parts = parts
-        self._stem_inputs = model_inputs(arch)
-        self._inj_names = injection_names(arch)
+        self._stem_inputs = model_inputs(config.arch)
+        self._inj_names = injection_names(config.arch)
+        self.loops = loop_kind(config)
 
     def stem(self, x: Tensor, lengths: Tensor | None) -> tuple[Tensor, ...]:
         given = (x,) if lengths is None else (x, lengths)
         feeds = dict(zip(self._stem_inputs, given, strict=True))
         return tuple(self._parts["stem"](feeds))  # u (B, ...) [, mask (B, T, 1)]
+
+    def injection(self, index: int, below: Tensor, inj: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
+        """Staged layout: stage `index`'s injection from the state below (u for stage 0)."""
+        return inj if index == 0 else (self._parts[f"inject{index + 1}"]({STATE: below})[0],)
 
     def layer(self, index: int, h: Tensor, inj: tuple[Tensor, ...]) -> Tensor:
         return self._parts[LAYER_NAMES[index]]({STATE: h, **self._inj(inj)})[0]

@@ -15,8 +15,8 @@ WARMUP_TOKENS = 8  # length of the dummy text used to warm a text model up
 def to_samples(out: ForwardOutput) -> list[SampleResult]:
     probabilities = out.logits.float().softmax(dim=1).cpu().tolist()  # (B, C)
     class_index = out.logits.argmax(dim=1).cpu().tolist()
-    columns = (out.actions, out.iterations, out.converged, out.layer_evaluations)
-    actions, iterations, converged, evaluations = (t.cpu().tolist() for t in columns)
+    columns = (out.actions, out.iterations, out.converged, out.layer_evaluations, out.macs)
+    actions, iterations, converged, evaluations, macs = (t.cpu().tolist() for t in columns)
     return [
         SampleResult(
             class_index=class_index[i],
@@ -25,6 +25,7 @@ def to_samples(out: ForwardOutput) -> list[SampleResult]:
             iterations=iterations[i],
             converged=bool(converged[i]),
             layer_evaluations=evaluations[i],
+            macs=macs[i],
         )
         for i in range(len(actions))
     ]

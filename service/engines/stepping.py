@@ -43,11 +43,13 @@ import torch
 from torch import Tensor
 
 from model.actions import N_LAYERS, N_LOOP_ACTIONS, TTA, layer_evaluations
+from model.macs import ActionMacs
 from model.network import (
     NetworkParts,
     StraightPass,
     finish,
     loop_iteration,
+    loop_start,
     straight_pass,
     tta_logits,
 )
@@ -72,6 +74,7 @@ class EngineSteps:
     tol: float
     max_iter: int
     device: torch.device
+    macs: ActionMacs  # what each piece costs one sample (the checkpoint's network, counted)
 
 
 @dataclass(frozen=True)
@@ -164,27 +167,35 @@ class Stepper:
         clock.lap("straight")
         actions = _apply_forced(parts.agent(passed.profile).argmax(dim=1), batch, device)
         probabilities = passed.logits.float().softmax(dim=1)  # (B, C)
-        chosen, probs, classes = read_back([actions, probabilities, passed.logits.argmax(dim=1)])
+        tokens = _tokens(passed.inj)
+        none = torch.zeros_like(actions)
+        straight_macs = self.steps.macs.per_sample(none, none, tokens)
+        views_macs = self.steps.macs.per_sample(none + TTA, none, tokens)
+        chosen, probs, classes, macs, macs_tta = read_back(
+            [actions, probabilities, passed.logits.argmax(dim=1), straight_macs, views_macs]
+        )
         clock.lap("agent")
         chosen = chosen.astype(np.int64)
         probs = probs.reshape(len(batch), -1)
         answered = [
-            (keys[row], _straight_result(int(classes[row]), probs[row]))
+            (keys[row], _straight_result(int(classes[row]), probs[row], int(macs[row])))
             for row in np.flatnonzero(chosen == 0)
         ]
-        answered += self._views(passed, chosen, keys)
+        answered += self._views(passed, chosen, keys, macs_tta)
         looped = []
         for action in range(1, N_LOOP_ACTIONS):
             rows = np.flatnonzero(chosen == action)
             if rows.size:
                 idx = host_index(rows, device)
-                state = passed.states[action - 1].index_select(0, idx)
+                state = loop_start(parts, action, passed).index_select(0, idx)
                 inj = tuple(t.index_select(0, idx) for t in passed.inj)
                 self._waiting.append(LoopRows.start(action, [keys[r] for r in rows], state, inj))
                 looped += [keys[r] for r in rows]
         return StraightOutcome(answered, looped, clock.seconds)
 
-    def _views(self, passed: StraightPass, chosen: np.ndarray, keys: Sequence[int]) -> list[Answer]:
+    def _views(
+        self, passed: StraightPass, chosen: np.ndarray, keys: Sequence[int], macs: np.ndarray
+    ) -> list[Answer]:
         """Answers of the rows that take `tta`: their three more views, one batched pass."""
         rows = np.flatnonzero(chosen == TTA)
         if rows.size == 0:
@@ -194,7 +205,10 @@ class Stepper:
         probs, classes = read_back([logits.float().softmax(dim=1), logits.argmax(dim=1)])
         evals = layer_evaluations(TTA, 0)
         return [
-            (keys[row], SampleResult(int(c), tuple(p.tolist()), TTA, 0, True, evals))
+            (
+                keys[row],
+                SampleResult(int(c), tuple(p.tolist()), TTA, 0, True, evals, int(macs[row])),
+            )
             for row, c, p in zip(rows, classes, probs.reshape(rows.size, -1), strict=True)
         ]
 
@@ -276,7 +290,9 @@ class Stepper:
             self._pool[rows.action] = rows.select(np.flatnonzero(~stop), self.steps.device)
         z = torch.where(per_row(done.converged, done.z), done.z, done.best)
         logits = finish(self.steps.parts, done.action, z, done.inj)
-        return FinishedRows(done.action, done.keys, logits, done.iterations, done.converged)
+        actions = torch.full_like(done.iterations, done.action)
+        macs = self.steps.macs.per_sample(actions, done.iterations, _tokens(done.inj))
+        return FinishedRows(done.action, done.keys, logits, done.iterations, done.converged, macs)
 
     def _evict(self, keys: set[int]) -> None:
         device = self.steps.device
@@ -290,8 +306,13 @@ class Stepper:
         self._waiting = collections.deque(rows for rows in waiting if rows is not None)
 
 
-def _straight_result(class_index: int, probabilities: np.ndarray) -> SampleResult:
-    return SampleResult(class_index, tuple(probabilities.tolist()), 0, 0, True, N_LAYERS)
+def _straight_result(class_index: int, probabilities: np.ndarray, macs: int) -> SampleResult:
+    return SampleResult(class_index, tuple(probabilities.tolist()), 0, 0, True, N_LAYERS, macs)
+
+
+def _tokens(inj: tuple[Tensor, ...]) -> Tensor | None:
+    """(B,) real tokens per text sample (the mask's sum; padding is never charged)."""
+    return inj[1].sum(dim=(1, 2)) if len(inj) > 1 else None
 
 
 def _apply_forced(actions: Tensor, batch: Sequence[EngineInput], device: torch.device) -> Tensor:

@@ -30,6 +30,7 @@ class TorchEngine:
         self.device = device
         self.meta = ModelMeta.from_checkpoint(loaded)
         self._torch_device = torch.device(device)
+        self._macs = loaded.net.action_macs
 
     def run(self, batch: Sequence[EngineInput]) -> BatchOutput:
         with torch.inference_mode():
@@ -44,6 +45,7 @@ class TorchEngine:
             config.tol,
             config.max_iter,
             self._torch_device,
+            self._macs,
         )
 
     def warmup(self) -> None:

@@ -8,9 +8,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.onnx.helpers import CNN, CNN_CAPPED, CNN_WHITEN, LSTM, write_exported
+from tests.onnx.helpers import CNN, CNN_CAPPED, CNN_STAGED, CNN_WHITEN, LSTM, write_exported
 
-CONFIGS = {"cnn": CNN, "cnn_capped": CNN_CAPPED, "cnn_whiten": CNN_WHITEN, "lstm": LSTM}
+CONFIGS = {
+    "cnn": CNN,
+    "cnn_capped": CNN_CAPPED,
+    "cnn_whiten": CNN_WHITEN,
+    "cnn_staged": CNN_STAGED,
+    "lstm": LSTM,
+}
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -44,9 +50,18 @@ def whitened_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_exported(root / "cnn", CNN_WHITEN, "cnn", seed=0)
 
 
+@pytest.fixture(scope="session")
+def staged_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The staged CNN (stages of three shapes, transitions as their own parts), exported."""
+    root = tmp_path_factory.mktemp("staged")
+    return write_exported(root / "cnn", CNN_STAGED, "cnn", seed=0)
+
+
 @pytest.fixture
 def checkpoint(request: pytest.FixtureRequest, onnx_repo: Path) -> Path:
-    """Parametrised indirectly with "cnn", "lstm", "cnn_capped" or "cnn_whiten"."""
+    """Parametrised indirectly with "cnn", "lstm", "cnn_capped", "cnn_whiten" or "cnn_staged"."""
+    if request.param == "cnn_staged":
+        return request.getfixturevalue("staged_checkpoint")
     if request.param == "cnn_capped":
         return request.getfixturevalue("capped_checkpoint")
     if request.param == "cnn_whiten":

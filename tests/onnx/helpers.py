@@ -41,6 +41,11 @@ CNN_WHITEN = ModelConfig(
     agent_inputs="confidence",  # and reads the confidence alone (CNN keeps the whole profile)
 )
 
+# The staged layout (model/staged.py): stages of their own shapes, each swept from its own state.
+CNN_STAGED = ModelConfig(
+    arch="cnn", n_classes=10, stem="staged", stage_widths=(8, 16, 16), max_iter=5, tta_action=True
+)
+
 
 def shipped_like(checkpoint: Path, **tiny: object) -> ModelConfig:
     """The embedded checkpoint's model config (dropout, solver, tol, ...), only smaller."""

@@ -14,7 +14,7 @@ from tests.onnx.helpers import as_batch, inputs_for
 
 PROB_TOL = 1e-4
 ALL = pytest.mark.parametrize(
-    "checkpoint", ["cnn", "lstm", "cnn_capped", "cnn_whiten"], indirect=True
+    "checkpoint", ["cnn", "lstm", "cnn_capped", "cnn_whiten", "cnn_staged"], indirect=True
 )
 
 
@@ -44,6 +44,7 @@ def _assert_same(torch_out: BatchOutput, onnx_out: BatchOutput) -> None:
         if got.iterations == want.iterations:
             assert got.converged == want.converged
             assert got.layer_evaluations == want.layer_evaluations
+            assert got.macs == want.macs
 
 
 @ALL

@@ -170,7 +170,7 @@ class StubEngine:
         self.batches.append(len(batch))
         if self.fail_when is not None and self.fail_when(batch):
             raise RuntimeError("stub failure")
-        sample = SampleResult(0, (0.75, 0.25), 0, 0, True, 3)
+        sample = SampleResult(0, (0.75, 0.25), 0, 0, True, 3, 1000)
         return BatchOutput([sample] * len(batch), {"straight": 0.001})
 
 
@@ -227,9 +227,13 @@ class PacedParts:
 
     def __init__(self, inner, engine: PacedEngine) -> None:
         self.inner, self.engine = inner, engine
+        self.loops = inner.loops
 
     def stem(self, x, lengths):
         return self.inner.stem(x, lengths)
+
+    def injection(self, index, below, inj):
+        return self.inner.injection(index, below, inj)
 
     def layer(self, index, h, inj):
         self.engine.layer_calls += 1

@@ -22,6 +22,7 @@ CONTRACT = {
     "dynalay_fixed_point_iterations": ("histogram", {"model", "action"}),
     "dynalay_fixed_point_unconverged": ("counter", {"model"}),
     "dynalay_layer_evaluations": ("histogram", {"model"}),
+    "dynalay_macs": ("histogram", {"model"}),
     "dynalay_queue_depth": ("gauge", {"model"}),
     "dynalay_requests_in_progress": ("gauge", {"model"}),
     "dynalay_model_info": ("gauge", {"model", "version", "engine", "device"}),
@@ -49,7 +50,7 @@ def test_every_contract_metric_has_its_type_and_labels():
     metrics = Metrics(registry)
     metrics.register_model("m", "1", "torch", "cpu")
     metrics.observe_answer("m", 200, 0.01)
-    metrics.observe_prediction("m", "loop_l1", ("layer1",), 4, False, 8)
+    metrics.observe_prediction("m", "loop_l1", ("layer1",), 4, False, 8, 181_900_000)
     metrics.observe_stage("m", "straight", 0.001)
     metrics.queue_duration.labels("m").observe(0.001)
     metrics.batch_size.labels("m").observe(2)
@@ -98,6 +99,7 @@ def test_metric_values_after_known_requests(model_dir):
 
     evaluations = sum(a["layer_evaluations"] for a in answers)
     assert value(families, "dynalay_layer_evaluations_sum", **m) == evaluations
+    assert value(families, "dynalay_macs_sum", **m) == sum(a["macs"] for a in answers) > 0
     iterations = value(families, "dynalay_fixed_point_iterations_sum", action="loop_all", **m)
     assert iterations == sum(a["iterations"] for a in answers if a["action"] == "loop_all")
     unconverged = sum(not a["converged"] for a in answers)

@@ -13,7 +13,7 @@ from tests.service.helpers import CIFAR_CLASSES, CIFAR_PNGS, reference_input
 
 FIELDS = {
     "model", "model_version", "label", "class_index", "probabilities", "action", "looped_layers",
-    "iterations", "converged", "layer_evaluations", "latency_ms", "batch_size",
+    "iterations", "converged", "layer_evaluations", "macs", "latency_ms", "batch_size",
 }  # fmt: skip
 
 
@@ -36,6 +36,7 @@ def assert_matches(answer: dict, probs: torch.Tensor, out) -> None:
     assert answer["iterations"] == int(out.iterations[0])
     assert answer["converged"] == bool(out.converged[0])
     assert answer["layer_evaluations"] == int(out.layer_evaluations[0])
+    assert answer["macs"] == int(out.macs[0])
     assert len(answer["probabilities"]) == 5
     assert list(answer["probabilities"].values()) == sorted(
         answer["probabilities"].values(), reverse=True

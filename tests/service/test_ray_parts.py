@@ -78,7 +78,7 @@ def answer_some(metrics: Metrics, n: int, action: str = "loop_all") -> None:
     metrics.register_model("cifar10", "1", "torch", "cpu")
     for i in range(n):
         metrics.observe_answer("cifar10", 200, 0.003 * (i + 1))
-        metrics.observe_prediction("cifar10", action, ("l1",), i % 3, i % 2 == 0, 4 + i)
+        metrics.observe_prediction("cifar10", action, ("l1",), i % 3, i % 2 == 0, 4 + i, 10**8)
         metrics.batch_size.labels("cifar10").observe(1 + i % 4)  # exactly on bucket bounds
         metrics.observe_stage("cifar10", "straight", 0.001)
     metrics.observe_answer("cifar10", 400, 0.0001)

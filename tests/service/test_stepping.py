@@ -77,6 +77,16 @@ def capped_engine(tmp_path_factory):
     return load_torch(_save(tmp_path_factory.mktemp("capped"), config), "cpu")
 
 
+@pytest.fixture(scope="module")
+def staged_engine(tmp_path_factory):
+    """Stages of three shapes (model/staged.py): a loop state packs states of several shapes."""
+    config = ModelConfig(
+        arch="cnn", n_classes=10, stem="staged", stage_widths=(8, 16, 16), tol=1e-3, max_iter=6,
+        tta_action=True,
+    )  # fmt: skip
+    return load_torch(_save(tmp_path_factory.mktemp("staged"), config), "cpu")
+
+
 def _save(directory: Path, config: ModelConfig) -> Path:
     torch.manual_seed(0)
     net = build_model(config).eval()
@@ -110,6 +120,7 @@ def assert_same(got: SampleResult, want: SampleResult) -> None:
     if got.iterations == want.iterations:
         assert got.converged == want.converged
         assert got.layer_evaluations == want.layer_evaluations
+        assert got.macs == want.macs
     assert np.abs(np.subtract(got.probabilities, want.probabilities)).max() <= PROB_TOL
 
 
@@ -326,3 +337,13 @@ def test_a_loop_step_waits_on_the_device_once(tmp_path):
             torch.cuda.set_sync_debug_mode("default")
         waits.append(sum("synchroniz" in str(w.message) for w in caught))
     assert waits and all(n == 1 for n in waits), waits
+
+
+@pytest.mark.parametrize("action", [None, 0, 1, 2, 3, TTA])
+def test_staged_loops_step_like_the_forward(staged_engine, action):
+    stepper = Stepper(staged_engine.steps(), capacity=3)  # fewer places than samples
+    batch = [EngineInput(x, action) for x in images(6)]
+    answers = dict(stepper.straight(batch, keys=range(6)).answered)
+    drain(stepper, answers)
+    for key, item in enumerate(batch):
+        assert_same(answers[key], alone(staged_engine, item))

@@ -11,6 +11,7 @@ from model.checkpoint import load_checkpoint
 from training.config import TrainConfig
 from training.data import ImageSplit, load_split
 from training.data.batches import BatchIterator, Shard
+from training.data.holdout import split_holdout
 from training.data.prepared import PreparedData
 from training.data.stats import channel_stats, image_preprocessing
 from training.data.text import TEXT_DATASETS
@@ -21,9 +22,10 @@ TOKENIZER_CACHE = "tokenizer.json"  # in the run dir: a resumed text run keeps i
 @dataclass(frozen=True)
 class Data:
     train: ImageSplit
-    test: ImageSplit
+    test: ImageSplit  # the split evaluated: the test split, or the held-out validation images
     mean: list[float]
     std: list[float]
+    eval_split: str = "test"
 
 
 def load_data(cfg: TrainConfig) -> Data:
@@ -35,13 +37,16 @@ def load_data(cfg: TrainConfig) -> Data:
         "n_classes": d.synthetic_classes,
     }
     train = load_split(d.dataset, "train", **kw)
-    test = load_split(d.dataset, "test", **kw)
+    if d.validation:
+        train, test = split_holdout(train, d.validation)
+    else:
+        test = load_split(d.dataset, "test", **kw)
     if d.train_subset:
         train = train.subset(d.train_subset)
     if d.test_subset:
         test = test.subset(d.test_subset)
     mean, std = channel_stats(train)
-    return Data(train, test, mean, std)
+    return Data(train, test, mean, std, "validation" if d.validation else "test")
 
 
 def _start_tokenizer(cfg: TrainConfig) -> Path | None:
@@ -75,6 +80,7 @@ def prepare_data(
         classes=data.train.classes,
         model={"arch": "cnn"},
         preprocessing=image_preprocessing(data.mean, data.std, cfg.model.get("image_size", 32)),
+        eval_split=data.eval_split,
     )
 
 

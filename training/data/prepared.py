@@ -25,3 +25,4 @@ class PreparedData:
     preprocessing: dict[str, Any]  # the checkpoint's preprocessing dict (model contract)
     extra_files: dict[str, bytes] = field(default_factory=dict)  # e.g. tokenizer.json
     task: str = "classify"  # "classify" | "lm"
+    eval_split: str = "test"  # what test_it holds: "test", or "validation" (held-out training)

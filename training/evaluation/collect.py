@@ -19,6 +19,7 @@ class Outcomes:
     actions: torch.Tensor  # (N,) long, the agent's greedy choice
     correct: torch.Tensor  # (N,) bool, agent path
     layer_evaluations: torch.Tensor  # (N,) long, agent path
+    macs: torch.Tensor  # (N,) long, multiply-adds of the agent path
     iterations: torch.Tensor  # (N,) long, agent path
     converged: torch.Tensor  # (N,) bool, agent path
     straight_top_prob: torch.Tensor  # (N,) float, max softmax of the straight pass
@@ -26,6 +27,7 @@ class Outcomes:
     # Every input forced through each action: (N, n_actions) each; None when not collected.
     forced_correct: torch.Tensor | None = None
     forced_evaluations: torch.Tensor | None = None
+    forced_macs: torch.Tensor | None = None
     forced_iterations: torch.Tensor | None = None
     forced_converged: torch.Tensor | None = None
     n_actions: int = N_LOOP_ACTIONS  # the model's actions: the first n of model.actions.ACTIONS
@@ -54,6 +56,7 @@ def collect(
             "actions": out.actions,
             "correct": out.logits.argmax(1) == y,
             "layer_evaluations": out.layer_evaluations,
+            "macs": out.macs,
             "iterations": out.iterations,
             "converged": out.converged,
             "straight_top_prob": straight.logits.float().softmax(1).amax(1),
@@ -66,6 +69,7 @@ def collect(
             ]
             row["forced_correct"] = torch.stack([o.logits.argmax(1) == y for o in outs], 1)
             row["forced_evaluations"] = torch.stack([o.layer_evaluations for o in outs], 1)
+            row["forced_macs"] = torch.stack([o.macs for o in outs], 1)
             row["forced_iterations"] = torch.stack([o.iterations for o in outs], 1)
             row["forced_converged"] = torch.stack([o.converged for o in outs], 1)
         for key, value in row.items():

@@ -29,20 +29,25 @@ def gate_sweep(
         loop = o.straight_top_prob < t  # (N,) bool
         correct = torch.where(loop, o.forced_correct[:, action], o.forced_correct[:, 0])
         evals = torch.where(loop, o.forced_evaluations[:, action], o.forced_evaluations[:, 0])
+        macs = torch.where(loop, o.forced_macs[:, action], o.forced_macs[:, 0])
         rows.append(
             {
                 "threshold": float(t),
                 "loop_share": loop.float().mean().item(),
                 "accuracy": correct.float().mean().item(),
                 "mean_layer_evaluations": evals.float().mean().item(),
+                "mean_macs": macs.double().mean().item(),
             }
         )
     return rows
 
 
-def accuracy_at_compute(sweep: list[dict[str, float]], compute: float) -> float:
-    """Gate accuracy interpolated at a given mean compute (clamped to the curve's ends)."""
-    xs = np.array([r["mean_layer_evaluations"] for r in sweep])
+def accuracy_at_compute(
+    sweep: list[dict[str, float]], compute: float, key: str = "mean_macs"
+) -> float:
+    """Gate accuracy interpolated at a given mean compute (clamped to the curve's ends);
+    `key` names the compute's unit."""
+    xs = np.array([r[key] for r in sweep])
     ys = np.array([r["accuracy"] for r in sweep])
     order = np.argsort(xs, kind="stable")
     return float(np.interp(compute, xs[order], ys[order]))

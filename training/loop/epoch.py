@@ -66,7 +66,8 @@ def run_epoch(
             set_lr(optimizers["backbone"], lr)
         for opt in optimizers.values():
             opt.zero_grad(set_to_none=True)
-        result = step_fn(ctx, x, y)
+        with _autocast(ctx.cfg.precision, x.device):
+            result = step_fn(ctx, x, y)
         result.loss.backward()
         _apply(ctx, optimizers, plan.phase, runtime)
         if trains_backbone(plan.phase):
@@ -91,6 +92,10 @@ def run_epoch(
     if sampled:
         log["sampled_action_frequencies"] = sampled
     return log, step
+
+
+def _autocast(precision: str, device: torch.device) -> torch.autocast:
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
 
 def _lookahead(ctx: StepContext, phase: str) -> Lookahead | None:

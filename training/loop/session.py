@@ -25,7 +25,7 @@ from training.data.prepare import prepare_data
 from training.data.prepared import BatchSource, PreparedData
 from training.evaluation.collect import collect
 from training.evaluation.metrics import agent_summary, full_metrics
-from training.evaluation.reward import max_layer_evaluations
+from training.evaluation.reward import cost_normalizer
 from training.loop.distributed import Runtime
 from training.loop.epoch import EpochPlan, run_epoch
 from training.loop.optim import build_optimizers, freeze_stem
@@ -83,10 +83,6 @@ def build_net(
     return net
 
 
-def cost_normalizer(cfg: TrainConfig, net: DynaLayNet) -> float:
-    return cfg.agent.cost_normalizer or float(max_layer_evaluations(net.config.max_iter))
-
-
 def open_session(
     cfg: TrainConfig, runtime: Runtime, run_dir: Path | None = None, fresh: bool = False
 ) -> Session:
@@ -107,7 +103,7 @@ def open_session(
         train_it=data.train_it,
         test_it=data.test_it,
         n_batches=data.train_it.num_batches(cfg.max_batches),
-        normalizer=cost_normalizer(cfg, net),
+        normalizer=cost_normalizer(cfg.agent, net),
         stages_before=tuple(_earlier_stages(cfg)),
     )
 
@@ -188,7 +184,7 @@ def train_epoch(
     data_epoch = s.data_epochs_before + epoch
     # Seeded per epoch, so a resumed run samples the same actions as an uninterrupted one.
     gen = torch.Generator(device=s.runtime.device).manual_seed(cfg.seed * 100_003 + data_epoch)
-    ctx = StepContext(s.net, cfg, s.normalizer, gen)
+    ctx = StepContext(s.net, cfg, s.normalizer, gen, progress=epoch / cfg.total_epochs)
     backbone_total = backbone_epochs(cfg.phases) * s.n_batches
     plan = EpochPlan(
         phase, epoch, cfg.total_epochs, s.n_batches, progress.backbone_step, backbone_total
@@ -221,8 +217,8 @@ def evaluate(s: Session, batches, final: bool) -> dict[str, Any]:
     outcomes = collect(s.net, batches, forced=final)
     a = s.cfg.agent
     if final:
-        return full_metrics(outcomes, a.alpha, a.beta, s.normalizer)
-    return agent_summary(outcomes, a.alpha, a.beta, s.normalizer)
+        return full_metrics(outcomes, a.alpha, a.beta, s.normalizer, cost=a.cost)
+    return agent_summary(outcomes, a.alpha, a.beta, s.normalizer, a.cost)
 
 
 def _eval_batches(s: Session) -> int | None:
@@ -252,7 +248,7 @@ def final_metrics(s: Session) -> dict[str, Any]:
         {
             "checkpoint": {"name": s.cfg.name, "version": s.cfg.version},
             "dataset": s.cfg.data.dataset,
-            "split": "test",
+            "split": s.data.eval_split,
             "timing": {
                 "evaluation_seconds": round(time.perf_counter() - t0, 2),
                 "device": str(s.runtime.device),

@@ -17,6 +17,7 @@ from model.actions import N_LOOP_ACTIONS
 from model.network import DynaLayNet, ForwardOutput, StraightPass
 from training.config import TrainConfig
 from training.evaluation.reward import reward
+from training.loop.anytime import anytime_loss
 from training.loop.distributed import Runtime, average_gradients
 from training.loop.objective import cross_entropy, sample_scores
 from training.loop.policy import (
@@ -34,6 +35,7 @@ class StepContext:
     cfg: TrainConfig
     cost_normalizer: float  # layer evaluations that count as cost 1 in the reward
     generator: torch.Generator  # action sampling
+    progress: float = 0.0  # share of the run's epochs done when this epoch started
     # (profile (B, P), rewards (B, n_actions)) of each all_actions step, for AgentConfig's
     # replay_passes; collected only when the agent phase replays.
     rewards_seen: list[tuple[torch.Tensor, torch.Tensor]] = field(default_factory=list)
@@ -54,6 +56,8 @@ def backbone_step(ctx: StepContext, x: torch.Tensor, y: torch.Tensor) -> StepRes
     the straight pass; docs/recipes.md), which is what gives the agent something to choose.
     """
     p = ctx.cfg.phases
+    if p.anytime:
+        return _anytime_step(ctx, x, y)
     straight = ctx.net.straight(x)
     if p.loop_weight == 0:
         return _straight_only_step(ctx, straight, y)
@@ -93,6 +97,23 @@ def loop_loss(ctx: StepContext, x, straight_logits, loop_logits, y) -> torch.Ten
             weight = weight / weight.mean().clamp_min(1e-6)
     per_sample = -(target * loop_logits.log_softmax(1)).sum(1)  # (B,)
     return (weight * per_sample).mean()
+
+
+def _anytime_step(ctx: StepContext, x: torch.Tensor, y: torch.Tensor) -> StepResult:
+    """Phase 1 as an anytime network: loop_all's exits after each iteration, weighed by the
+    objective PhaseConfig.anytime names (training/loop/anytime.py)."""
+    smoothing = ctx.cfg.optim.label_smoothing
+    name = ctx.cfg.phases.anytime
+    loss, exits, draw = anytime_loss(name, ctx.net, x, y, ctx.progress, ctx.generator, smoothing)
+    stats = {
+        "loss": loss.item(),
+        "accuracy_last": _acc(exits[-1], y),
+        "iterations_loop": float(draw.iterations),
+    }
+    if not draw.frozen:
+        stats["accuracy_straight"] = _acc(exits[0], y)
+    greedy = torch.zeros(y.shape[0], dtype=torch.long, device=y.device)
+    return StepResult(loss, stats, greedy)
 
 
 def _straight_only_step(ctx: StepContext, straight: StraightPass, y: torch.Tensor) -> StepResult:
@@ -188,7 +209,7 @@ def _all_actions(ctx, straight, agent_logits, y, sampled, greedy, r_s) -> Policy
         barred = [i for i in range(ctx.net.n_actions) if i not in ctx.net.agent_choices]
         rewards[:, barred] = rewards[:, :1]
     if a.replay_passes:
-        ctx.rewards_seen.append((straight.profile.detach(), rewards))
+        ctx.rewards_seen.append((straight.profile.detach().float(), rewards))  # replayed in fp32
     return expected_reward_loss(agent_logits, rewards, a.gamma, a.entropy)
 
 
@@ -218,7 +239,8 @@ def _reward(ctx, out: ForwardOutput, y, actions=None) -> torch.Tensor:
     a = ctx.cfg.agent
     correct = sample_scores(out.logits, y)  # (B,) 1/0, or a sequence's next-token accuracy
     acts = out.actions if actions is None else actions
-    return reward(correct, acts, out.layer_evaluations, a.alpha, a.beta, ctx.cost_normalizer)
+    spent = out.macs if a.cost == "macs" else out.layer_evaluations
+    return reward(correct, acts, spent, a.alpha, a.beta, ctx.cost_normalizer, a.cost)
 
 
 def _policy_stats(pg, sampled, r_s, out_s: ForwardOutput) -> dict[str, float]:

@@ -16,12 +16,14 @@ def _outcomes() -> Outcomes:
         actions=actions,
         correct=fc.gather(1, actions[:, None]).squeeze(1),
         layer_evaluations=fe.gather(1, actions[:, None]).squeeze(1),
+        macs=10 * fe.gather(1, actions[:, None]).squeeze(1),
         iterations=torch.tensor([0, 0, 6, 4]),
         converged=torch.tensor([True, True, True, False]),
         straight_top_prob=torch.tensor([0.99, 0.9, 0.4, 0.3]),
         straight_correct=fc[:, 0],
         forced_correct=fc,
         forced_evaluations=fe,
+        forced_macs=10 * fe,
         forced_iterations=torch.tensor([[0, 6, 4, 4]] * 4),
         forced_converged=torch.ones(4, 4, dtype=torch.bool),
     )
@@ -31,7 +33,8 @@ def test_gate_endpoints_and_interpolation():
     sweep = gate_sweep(_outcomes(), action=3, thresholds=(0.0, 0.5, 1.01))
     assert [r["accuracy"] for r in sweep] == [0.5, 0.75, 0.75]
     assert [r["mean_layer_evaluations"] for r in sweep] == [3.0, 9.0, 15.0]
-    assert accuracy_at_compute(sweep, 6.0) == pytest.approx(0.625)
+    assert accuracy_at_compute(sweep, 6.0, key="mean_layer_evaluations") == pytest.approx(0.625)
+    assert accuracy_at_compute(sweep, 60.0) == pytest.approx(0.625)  # multiply-adds by default
 
 
 def test_full_metrics_numbers():
@@ -46,6 +49,10 @@ def test_full_metrics_numbers():
     }
     assert m["accuracy_per_action"]["loop_l1_l2"] is None
     assert m["forced"]["loop_l1"]["accuracy"] == 0.5
-    assert m["oracle"] == {"accuracy": 0.75, "mean_layer_evaluations": pytest.approx(4.5)}
+    assert m["oracle"] == {
+        "accuracy": 0.75,
+        "mean_layer_evaluations": pytest.approx(4.5),
+        "mean_macs": pytest.approx(45.0),
+    }
     assert m["checks"]["not_collapsed"] is True
     assert m["converged_share"] == 0.75
