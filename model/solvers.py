@@ -37,6 +37,27 @@ def relative_residual(fz: Tensor, z: Tensor) -> Tensor:
     return diff / (fz.flatten(1).norm(dim=1) + _EPS)
 
 
+@dataclass(frozen=True)
+class Verdict:
+    """One iteration's outcome per sample, the convergence rule every loop runner applies."""
+
+    residual: Tensor  # (n,) relative residual of this step
+    improved: Tensor  # (n,) bool: a new best iterate (never for NaN)
+    converged: Tensor  # (n,) bool: residual < tol
+
+
+def judge(fz: Tensor, z: Tensor, best_residual: Tensor, tol: float) -> Verdict:
+    """The verdict on the step z → f(z) = fz (n, ...) given each sample's best residual (n,).
+
+    >>> v = judge(torch.tensor([[1.0], [float("nan")]]), torch.zeros(2, 1), torch.ones(2), 0.5)
+    >>> v.improved.tolist(), v.converged.tolist()  # a NaN step is never best, never converged
+    ([False, False], [False, False])
+    """
+    residual = relative_residual(fz, z).to(best_residual.dtype)
+    improved = residual < best_residual  # False for NaN: a NaN step never becomes "best"
+    return Verdict(residual, improved, residual < tol)
+
+
 def _take(inj: tuple[Tensor, ...], idx: Tensor) -> tuple[Tensor, ...]:
     return tuple(t[idx] for t in inj)
 
@@ -57,13 +78,12 @@ class _Tracker:
     def update(self, fz: Tensor, z_prev: Tensor) -> Tensor:
         """Record one step on the active samples; returns the mask of those still running."""
         idx = self.active
-        res = relative_residual(fz, z_prev).to(self.residual.dtype)
+        verdict = judge(fz, z_prev, self.residual[idx], self.tol)
+        improved, done = verdict.improved, verdict.converged
         self.z = self.z.index_put((idx,), fz)
         self.iterations[idx] += 1
-        improved = res < self.residual[idx]  # False for NaN: a NaN step never becomes "best"
-        self.residual[idx] = torch.where(improved, res, self.residual[idx])
+        self.residual[idx] = torch.where(improved, verdict.residual, self.residual[idx])
         self.best = self.best.index_put((idx[improved],), fz[improved])
-        done = res < self.tol
         self.converged[idx] = done
         self.active = idx[~done]
         return ~done

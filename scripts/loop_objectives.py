@@ -22,7 +22,8 @@ training/loop/anytime.py; they differ only in the loss over the exits:
   the last exit only (truncated backprop through a random start);
 - random-depth: growing weights over T exits with T drawn per batch from 1..6.
 
-One JSON per design under OUT (resumable: a design with results is skipped), then OUT/table.md.
+One JSON per design under OUT (resumable: a design with results is skipped; --rescore measures
+its curves again from the weights kept under --weights), then OUT/table.md.
 """
 
 from __future__ import annotations
@@ -109,10 +110,10 @@ def curves(net: DynaLayNet, images, labels, mean, std) -> dict[str, list[float]]
     return {name: [r / len(labels) for r in counts] for name, counts in right.items()}
 
 
-def rescore(path: Path, widths, val, mean, std) -> None:
+def rescore(path: Path, weights: Path, widths, val, mean, std) -> None:
     """The curves of a trained design, measured again from its saved weights."""
     net = build_model(ModelConfig(stem="staged", stage_widths=widths))
-    net.backbone.load_state_dict(load_file(str(path.with_suffix(".safetensors"))))
+    net.backbone.load_state_dict(load_file(str(weights)))
     net = net.to(memory_format=torch.channels_last)
     result = json.loads(path.read_text())
     result["validation"] = curves(net, val.images, val.labels, mean, std)
@@ -146,6 +147,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--widths", default="64,128,256")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--tag", default="", help="appended to each design's file name")
+    p.add_argument(
+        "--weights", type=Path, default=Path("runs/loop-objectives"), help="trained weights go here"
+    )
     p.add_argument("--limit", type=int, default=0, help="train on the first N images (smoke runs)")
     p.add_argument(
         "--rescore", action="store_true", help="re-measure the curves of designs already trained"
@@ -153,6 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
+    args.weights.mkdir(parents=True, exist_ok=True)
     train_split, val = split_holdout(load_split("cifar10", "train", args.data_dir))
     if args.limit:
         train_split, val = train_split.subset(args.limit), val.subset(args.limit)
@@ -161,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.designs.split(","):
         path = args.out / f"{name}{args.tag}.json"
         if path.exists() and args.rescore:
-            rescore(path, widths, val, mean, std)
+            rescore(path, args.weights / f"{name}{args.tag}.safetensors", widths, val, mean, std)
             continue
         if path.exists():
             print(f"{name}: done before ({path})")
@@ -194,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
         }
         save_file(
             {k: v.contiguous() for k, v in net.backbone.state_dict().items()},
-            str(args.out / f"{name}{args.tag}.safetensors"),
+            str(args.weights / f"{name}{args.tag}.safetensors"),
         )
         path.write_text(json.dumps(result, indent=1) + "\n")
         print(name, {k: [round(100 * a, 2) for a in v] for k, v in val_curves.items()}, flush=True)

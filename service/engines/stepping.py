@@ -53,7 +53,7 @@ from model.network import (
     straight_pass,
     tta_logits,
 )
-from model.solvers import get_solver, relative_residual
+from model.solvers import get_solver, judge
 from service.engines.base import BatchOutput, EngineInput, SampleResult
 from service.engines.device_tensors import host_index, per_row, read_back
 from service.engines.loop_rows import Answer, FinishedRows, LoopRows, decode_answers
@@ -257,13 +257,12 @@ class Stepper:
         if not self._stepwise:
             return self._solve_whole(rows)
         fz = loop_iteration(parts, rows.action, rows.z, rows.inj)
-        residual = relative_residual(fz, rows.z).to(rows.best_residual.dtype)
-        improved = residual < rows.best_residual  # False for NaN: a NaN step never becomes best
-        rows.best = torch.where(per_row(improved, fz), fz, rows.best)
-        rows.best_residual = torch.where(improved, residual, rows.best_residual)
+        verdict = judge(fz, rows.z, rows.best_residual, steps.tol)  # the solver's own rule
+        rows.best = torch.where(per_row(verdict.improved, fz), fz, rows.best)
+        rows.best_residual = torch.where(verdict.improved, verdict.residual, rows.best_residual)
         rows.z = fz
         rows.iterations = rows.iterations + 1
-        rows.converged = residual < steps.tol
+        rows.converged = verdict.converged
         return rows.converged | (rows.iterations >= steps.max_iter)
 
     def _solve_whole(self, rows: LoopRows) -> Tensor:

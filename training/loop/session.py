@@ -140,18 +140,25 @@ AGENT_FIELDS = (
 )
 
 
+# How a loop is run, not what it computes with: a later stage may loop the same weights with
+# another budget or tolerance.
+LOOP_FIELDS = ("solver", "tol", "max_iter", "backward", "b_tol", "b_max_iter", "phantom_steps")
+
+
 def init_weights(net: DynaLayNet, checkpoint: Path) -> None:
     """Copy a checkpoint's weights into `net`. The model configs must agree, except in the
-    agent's fields (its action set, inputs, width): then the backbone is copied and the agent
-    starts fresh."""
+    loop settings (LOOP_FIELDS) and the agent's fields (its action set, inputs, width): then
+    the backbone is copied and the agent starts fresh."""
     loaded = load_checkpoint(checkpoint)
+    loop_fields = {name: getattr(net.config, name) for name in LOOP_FIELDS}
+    loaded_config = replace(loaded.config, **loop_fields)
     agent_fields = {name: getattr(net.config, name) for name in AGENT_FIELDS}
-    if replace(loaded.config, **agent_fields) != net.config:
+    if replace(loaded_config, **agent_fields) != net.config:
         raise ValueError(
             f"{checkpoint}: its model config differs from this run's; init_from needs the same "
             "architecture"
         )
-    if loaded.config == net.config:
+    if loaded_config == net.config:
         net.load_state_dict(loaded.net.state_dict())
     else:
         net.backbone.load_state_dict(loaded.net.backbone.state_dict())
