@@ -55,8 +55,13 @@ def set_lr(opt: torch.optim.Optimizer, lr: float) -> None:
 
 
 def stem_modules(net: DynaLayNet) -> list[nn.Module]:
-    """The backbone's parts before the loopable layers: all but `layers` and the head `fc`."""
-    return [m for name, m in net.backbone.named_children() if name not in ("layers", "fc")]
+    """The backbone's parts before the loopable layers: all but `layers`, the staged layout's
+    `transitions` (they run inside its loops) and the head `fc`."""
+    return [
+        m
+        for name, m in net.backbone.named_children()
+        if name not in ("layers", "transitions", "fc")
+    ]
 
 
 def freeze_stem(net: DynaLayNet) -> None:
