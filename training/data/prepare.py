@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from model.checkpoint import load_checkpoint
 from training.config import TrainConfig
-from training.data import ImageSplit, load_split
+from training.data import IMAGE_FOLDER, ImageSplit, load_image_folder, load_split
 from training.data.batches import BatchIterator, Shard
+from training.data.image_folder import FOLDER_REPORT, folder_report
 from training.data.prepared import PreparedData
 from training.data.stats import channel_stats, image_preprocessing
 from training.data.text import TEXT_DATASETS
@@ -24,10 +26,13 @@ class Data:
     test: ImageSplit
     mean: list[float]
     std: list[float]
+    extra_files: dict[str, bytes] = field(default_factory=dict)  # e.g. the folder's data.json
 
 
 def load_data(cfg: TrainConfig) -> Data:
     d = cfg.data
+    if d.dataset == IMAGE_FOLDER:
+        return _load_folder(cfg)
     kw = {
         "data_dir": d.data_dir,
         "download": d.download,
@@ -42,6 +47,22 @@ def load_data(cfg: TrainConfig) -> Data:
         test = test.subset(d.test_subset)
     mean, std = channel_stats(train)
     return Data(train, test, mean, std)
+
+
+def _load_folder(cfg: TrainConfig) -> Data:
+    """Your image folder, read once; skipped files are reported here and in data.json."""
+    d = cfg.data
+    if d.data_dir is None:
+        raise ValueError("imagefolder needs --data-dir (the folder holding train/<class>/)")
+    size = int(cfg.model.get("image_size", 32))
+    read = load_image_folder(Path(d.data_dir), size, d.val_fraction, cfg.seed)
+    for skipped in read.skipped:
+        print(f"skipped {skipped.path}: {skipped.reason}", file=sys.stderr, flush=True)
+    train = read.train.subset(d.train_subset) if d.train_subset else read.train
+    val = read.val.subset(d.test_subset) if d.test_subset else read.val
+    report = folder_report(read, Path(d.data_dir), size)
+    mean, std = channel_stats(train)
+    return Data(train, val, mean, std, {FOLDER_REPORT: report})
 
 
 def _start_tokenizer(cfg: TrainConfig) -> Path | None:
@@ -75,6 +96,7 @@ def prepare_data(
         classes=data.train.classes,
         model={"arch": "cnn"},
         preprocessing=image_preprocessing(data.mean, data.std, cfg.model.get("image_size", 32)),
+        extra_files=data.extra_files,
     )
 
 
