@@ -217,9 +217,7 @@ def test_tritonclient_repository_calls_over_http_and_grpc(tmp_path):
         assert answer.status_code == 404
         http.load_model("cifar10", headers=AUTH)
         grpc.unload_model("cifar10", headers=AUTH)
-        assert http.get_model_repository_index(headers=AUTH) == [
-            {**expected, "reason": "unloaded"}
-        ]
+        assert http.get_model_repository_index(headers=AUTH) == [{**expected, "reason": "unloaded"}]
         with pytest.raises(InferenceServerException, match="no model 'nope'"):
             grpc.load_model("nope", headers=AUTH)
         http.close(), grpc.close()
