@@ -37,7 +37,7 @@ async def index(request: Request, state: StateDep) -> JSONResponse:
     return JSONResponse(control.index(ready_only=bool(body.get("ready", False))))
 
 
-@router.post("/models/{name}/load", responses=error_responses(400, 401, 404, 503))
+@router.post("/models/{name}/load", responses=error_responses(400, 401, 404, 422, 503))
 async def load(name: str, request: Request, state: StateDep) -> JSONResponse:
     """Load, verify and warm up the model's checkpoint, then swap it in for the version
     serving (which finishes what it holds); refused with the reason, the old one serving."""
@@ -50,7 +50,7 @@ async def load(name: str, request: Request, state: StateDep) -> JSONResponse:
     return JSONResponse({})
 
 
-@router.post("/models/{name}/unload", responses=error_responses(400, 401, 404, 503))
+@router.post("/models/{name}/unload", responses=error_responses(400, 401, 404, 422, 503))
 async def unload(name: str, request: Request, state: StateDep) -> JSONResponse:
     """Stop serving the model; requests it holds are still answered."""
     control = _control(request, state)

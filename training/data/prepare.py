@@ -60,6 +60,11 @@ def _load_folder(cfg: TrainConfig) -> Data:
         print(f"skipped {skipped.path}: {skipped.reason}", file=sys.stderr, flush=True)
     train = read.train.subset(d.train_subset) if d.train_subset else read.train
     val = read.val.subset(d.test_subset) if d.test_subset else read.val
+    if len(train) < cfg.optim.batch_size:
+        raise ValueError(
+            f"{d.data_dir}: {len(train)} training images do not fill one batch of "
+            f"{cfg.optim.batch_size}; add images or lower --batch-size"
+        )
     report = folder_report(read, Path(d.data_dir), size)
     mean, std = channel_stats(train)
     return Data(train, val, mean, std, {FOLDER_REPORT: report})
