@@ -1,7 +1,8 @@
 """The app factory: `create_app(settings) -> FastAPI`.
 
 Nothing heavy happens at import or in the factory. The lifespan starts the gRPC inference
-service (DYNALAY_GRPC_PORT) and loads the model repository in the background, so /healthz
+service (DYNALAY_GRPC_PORT) and loads the model repository in the background (and, with
+DYNALAY_MODEL_CONTROL=poll, keeps rescanning it: service/model_control.py), so /healthz
 answers (and /readyz says 503) while checkpoints load and warm up; /readyz turns 200 once every
 model is ready. On shutdown the lifespan drains: it refuses new predictions, lets gRPC calls in
 flight and every batcher's queue finish within DYNALAY_SHUTDOWN_GRACE_S.
