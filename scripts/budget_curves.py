@@ -42,7 +42,7 @@ from training.data.augment import normalize
 from training.data.holdout import split_holdout
 from training.evaluate import evaluate_checkpoint
 
-THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99, 0.995, 1.01)
+THRESHOLDS = (0.0, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99, 0.995, 1.01)
 
 
 def images_of(checkpoint_dir: Path, data_dir: Path, split: str, limit: int | None):

@@ -1,7 +1,8 @@
 """The app factory: `create_app(settings) -> FastAPI`.
 
 Nothing heavy happens at import or in the factory. The lifespan starts the gRPC inference
-service (DYNALAY_GRPC_PORT) and loads the model repository in the background, so /healthz
+service (DYNALAY_GRPC_PORT) and loads the model repository in the background (and, with
+DYNALAY_MODEL_CONTROL=poll, keeps rescanning it: service/model_control.py), so /healthz
 answers (and /readyz says 503) while checkpoints load and warm up; /readyz turns 200 once every
 model is ready. On shutdown the lifespan drains: it refuses new predictions, lets gRPC calls in
 flight and every batcher's queue finish within DYNALAY_SHUTDOWN_GRACE_S.
@@ -21,10 +22,11 @@ from service.engines import EngineFactory, engine_factories, get_engine_factory
 from service.errors import install_error_handlers
 from service.grpc_server import GrpcServer
 from service.lingering import LingeringCloseMiddleware
-from service.loading import load_models
 from service.metrics import Metrics
 from service.middleware import PredictionMetricsMiddleware
+from service.model_control import ModelControl
 from service.oip import router as oip_router
+from service.oip_repository import router as repository_router
 from service.routes import is_prediction_path, router
 from service.settings import Settings
 from service.state import ServiceState
@@ -55,8 +57,9 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         state.reset()
+        control = state.control = ModelControl(state, factory)
         grpc_server = await _start_grpc(state)  # answers health (not ready) while loading
-        loading = asyncio.create_task(load_models(state, factory), name="load-models")
+        loading = asyncio.create_task(control.run(), name="load-models")
         try:
             yield
         finally:
@@ -66,7 +69,7 @@ def create_app(
                 await loading
             # Calls in flight finish within the grace period while the batchers drain.
             stopping = [grpc_server.stop(settings.shutdown_grace_s)] if grpc_server else []
-            await asyncio.gather(*stopping, _drain(state))
+            await asyncio.gather(*stopping, _drain(state), control.close())
 
     app = FastAPI(
         title="DynaLay Serve",
@@ -78,6 +81,7 @@ def create_app(
     install_error_handlers(app)
     app.include_router(router)
     app.include_router(oip_router)
+    app.include_router(repository_router)
     app.add_middleware(
         PredictionMetricsMiddleware, metrics=metrics, is_prediction=is_prediction_path
     )

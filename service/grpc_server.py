@@ -25,6 +25,7 @@ from google.protobuf.message import DecodeError, Message
 from starlette.datastructures import Headers
 
 from service.admission import admit_headers
+from service.auth import check_api_key
 from service.connection_guard import (
     ConnectionLimits,
     fit_file_limit,
@@ -44,6 +45,7 @@ from service.inference import (
     server_metadata,
 )
 from service.metrics import UNRESOLVED_MODEL
+from service.model_control import ModelControl
 from service.protocol import SERVICE, SERVICE_NAME, message
 from service.state import ServiceState
 from service.tensors import BYTES, NUMERIC, from_raw, to_raw, volume
@@ -141,6 +143,37 @@ class InferenceService:
             self.state.metrics.observe_grpc_answer(model, code.name, status, seconds)
         raise AssertionError("unreachable: abort raises")
 
+    # The model repository extension, as over HTTP (service/oip_repository.py).
+
+    async def RepositoryIndex(self, request: Any, context: grpc.aio.ServicerContext) -> Message:
+        control = await _or_abort(context, self._control, context)
+        entry = message("RepositoryIndexResponse.ModelIndex")
+        rows = control.index(ready_only=request.ready)
+        return message("RepositoryIndexResponse")(models=[entry(**row) for row in rows])
+
+    async def RepositoryModelLoad(self, request: Any, context: grpc.aio.ServicerContext) -> Message:
+        control = await _or_abort(context, self._control, context)
+        overrides = [k for k in request.parameters if k == "config" or k.startswith("file:")]
+        if overrides:
+            error = ServiceError(400, f"load parameters {overrides} are not supported")
+            await _abort(context, CODES[400], error)
+        await _or_abort_async(context, control.load, request.model_name)
+        return message("RepositoryModelLoadResponse")()
+
+    async def RepositoryModelUnload(
+        self, request: Any, context: grpc.aio.ServicerContext
+    ) -> Message:
+        control = await _or_abort(context, self._control, context)
+        await _or_abort_async(context, control.unload, request.model_name)
+        return message("RepositoryModelUnloadResponse")()
+
+    def _control(self, context: grpc.aio.ServicerContext) -> ModelControl:
+        key = self.state.settings.api_key
+        check_api_key(_headers(context), key.get_secret_value() if key else None)
+        if self.state.control is None:
+            raise ServiceError(503, "the model repository is not open yet")
+        return self.state.control
+
 
 class GrpcServer:
     """A grpc.aio server bound to host:port, serving InferenceService on the current loop."""
@@ -228,6 +261,15 @@ def _text(value: str | bytes) -> str:
 async def _or_abort(context: grpc.aio.ServicerContext, lookup: Callable, *args: Any) -> Any:
     try:
         return lookup(*args)
+    except ServiceError as err:
+        await _abort(context, CODES.get(err.status, grpc.StatusCode.UNKNOWN), err)
+
+
+async def _or_abort_async(
+    context: grpc.aio.ServicerContext, call: Callable[..., Awaitable[Any]], *args: Any
+) -> Any:
+    try:
+        return await call(*args)
     except ServiceError as err:
         await _abort(context, CODES.get(err.status, grpc.StatusCode.UNKNOWN), err)
 

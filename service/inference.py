@@ -36,7 +36,7 @@ from service.text import EncodedText, validate_text
 
 SERVER_NAME = "dynalay-serve"
 SERVER_VERSION = "0.1.0"
-EXTENSIONS = ("binary_tensor_data", "model_configuration")
+EXTENSIONS = ("binary_tensor_data", "model_configuration", "model_repository")
 
 # name → datatype; `probabilities` is [B, n_classes], every other output [B]
 OUTPUTS = {

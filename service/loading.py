@@ -60,18 +60,29 @@ async def load_models(state: ServiceState, factory: EngineFactory) -> None:
 
 def serve(state: ServiceState, engine: Engine) -> None:
     """Put a loaded engine behind its own scheduler (DYNALAY_LOOP_SCHEDULING)."""
-    settings, name = state.settings, engine.meta.name
+    name = engine.meta.name
     if name in state.models:
         raise RepositoryError(
             f"two checkpoints are named {name!r}: {engine.meta.directory} and "
             f"{state.models[name].meta.directory}"
         )
+    state.models[name] = start_serving(state, engine)
+    publish(state, state.models[name])
+
+
+def start_serving(state: ServiceState, engine: Engine) -> ServedModel:
+    """A loaded engine behind its own, started scheduler; not yet in `state.models`."""
     image_spec, text_encoder = input_pipeline(engine)
-    batcher = build_scheduler(engine, state.metrics, settings)
+    batcher = build_scheduler(engine, state.metrics, state.settings)
     batcher.start()
-    state.models[name] = ServedModel(engine, batcher, image_spec, text_encoder)
+    return ServedModel(engine, batcher, image_spec, text_encoder)
+
+
+def publish(state: ServiceState, served: ServedModel) -> None:
+    """dynalay_model_info and the model's series, for a model now in `state.models`."""
+    engine = served.engine
     state.metrics.register_model(
-        name, engine.meta.version, engine.name, engine.device, engine.meta.actions
+        served.name, engine.meta.version, engine.name, engine.device, engine.meta.actions
     )
 
 

@@ -36,6 +36,11 @@ class Settings(BaseSettings):
     # A checkpoint that fails to load: "fail" serves nothing (`python -m service` exits 3);
     # "skip" serves the other models and reports that one as not ready.
     on_load_error: Literal["fail", "skip"] = "fail"
+    # While serving (service/model_control.py): "none" keeps what was loaded at start; "poll"
+    # rescans model_dir every poll_s and loads new or changed models, unloads removed ones;
+    # "explicit" loads nothing at start, only what the repository API asks for.
+    model_control: Literal["none", "poll", "explicit"] = "none"
+    poll_s: float = Field(5.0, gt=0)
 
     # How loops are batched: "iteration" answers straight inputs after the straight pass and
     # runs loops one fixed-point iteration per step in a pool of `loop_pool_size` samples;
@@ -75,7 +80,9 @@ class Settings(BaseSettings):
 
     api_key: SecretStr | None = None  # when set, /predict requires it (X-API-Key or Bearer)
 
-    @field_validator("log_level", "device", "on_load_error", "loop_scheduling", mode="before")
+    @field_validator(
+        "log_level", "device", "on_load_error", "loop_scheduling", "model_control", mode="before"
+    )
     @classmethod
     def _lower_case(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value

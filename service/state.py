@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -15,6 +16,9 @@ from service.metrics import Metrics
 from service.payload import PredictInput, decode_base64_image
 from service.settings import Settings
 from service.text import EncodedText, TextEncoder
+
+if TYPE_CHECKING:
+    from service.model_control import ModelControl
 
 
 @dataclass
@@ -69,6 +73,7 @@ class ServiceState:
     failed: dict[str, str] = field(default_factory=dict)  # skipped model directory -> why
     draining: bool = False  # SIGTERM received: refuse new work, finish what was accepted
     started: float = field(default_factory=time.monotonic)
+    control: ModelControl | None = None  # the repository extension (set by the lifespan)
 
     def reset(self) -> None:
         """Forget a previous run: an app's lifespan may start again after a shutdown."""

@@ -16,7 +16,8 @@ from typing import Any
 
 @dataclass(frozen=True)
 class DataConfig:
-    dataset: str = "cifar10"  # cifar10 | cifar100 | synthetic | imdb | wikitext2
+    # cifar10 | cifar100 | imagefolder | synthetic | imdb | wikitext2 | textfile
+    dataset: str = "cifar10"
     data_dir: str | None = None
     download: bool = False
     pad: int = 4  # random-crop translation in pixels (reflect padding)
@@ -33,6 +34,9 @@ class DataConfig:
     test_subset: int | None = None
     synthetic_size: int = 512  # images per split when dataset == "synthetic"
     synthetic_classes: int = 10
+    # imagefolder / textfile without a val split: the share of each class held out of train
+    # (seeded by `seed`) to evaluate on.
+    val_fraction: float = 0.2
     # Text (training/data/text/): IMDB reviews keep their first max_length tokens (as the service
     # does); the WordPiece tokenizer learns tokenizer_vocab ids from the training split.
     max_length: int = 256

@@ -75,6 +75,9 @@ def _evaluate_images(ckpt, train_cfg, dataset, data_dir, split, batch_size, limi
         data_dir=data_dir,
         synthetic_size=data.synthetic_size,
         n_classes=data.synthetic_classes,
+        image_size=ckpt.config.image_size,  # imagefolder: its val split as the fit held it out
+        val_fraction=data.val_fraction,
+        seed=train_cfg.seed,
     )
     if split == "validation":  # the images the checkpoint's training held out
         images = split_holdout(images, data.validation or VAL_SIZE)[1]

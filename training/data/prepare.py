@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from model.checkpoint import load_checkpoint
 from training.config import TrainConfig
-from training.data import ImageSplit, load_split
+from training.data import IMAGE_FOLDER, ImageSplit, load_image_folder, load_split
 from training.data.batches import BatchIterator, Shard
 from training.data.holdout import split_holdout
+from training.data.image_folder import FOLDER_REPORT, folder_report
 from training.data.prepared import PreparedData
 from training.data.stats import channel_stats, image_preprocessing
 from training.data.text import TEXT_DATASETS
@@ -25,11 +27,14 @@ class Data:
     test: ImageSplit  # the split evaluated: the test split, or the held-out validation images
     mean: list[float]
     std: list[float]
+    extra_files: dict[str, bytes] = field(default_factory=dict)  # e.g. the folder's data.json
     eval_split: str = "test"
 
 
 def load_data(cfg: TrainConfig) -> Data:
     d = cfg.data
+    if d.dataset == IMAGE_FOLDER:
+        return _load_folder(cfg)
     kw = {
         "data_dir": d.data_dir,
         "download": d.download,
@@ -46,7 +51,28 @@ def load_data(cfg: TrainConfig) -> Data:
     if d.test_subset:
         test = test.subset(d.test_subset)
     mean, std = channel_stats(train)
-    return Data(train, test, mean, std, "validation" if d.validation else "test")
+    return Data(train, test, mean, std, eval_split="validation" if d.validation else "test")
+
+
+def _load_folder(cfg: TrainConfig) -> Data:
+    """Your image folder, read once; skipped files are reported here and in data.json."""
+    d = cfg.data
+    if d.data_dir is None:
+        raise ValueError("imagefolder needs --data-dir (the folder holding train/<class>/)")
+    size = int(cfg.model.get("image_size", 32))
+    read = load_image_folder(Path(d.data_dir), size, d.val_fraction, cfg.seed)
+    for skipped in read.skipped:
+        print(f"skipped {skipped.path}: {skipped.reason}", file=sys.stderr, flush=True)
+    train = read.train.subset(d.train_subset) if d.train_subset else read.train
+    val = read.val.subset(d.test_subset) if d.test_subset else read.val
+    if len(train) < cfg.optim.batch_size:
+        raise ValueError(
+            f"{d.data_dir}: {len(train)} training images do not fill one batch of "
+            f"{cfg.optim.batch_size}; add images or lower --batch-size"
+        )
+    report = folder_report(read, Path(d.data_dir), size)
+    mean, std = channel_stats(train)
+    return Data(train, val, mean, std, {FOLDER_REPORT: report}, eval_split="validation")
 
 
 def _start_tokenizer(cfg: TrainConfig) -> Path | None:
@@ -81,6 +107,7 @@ def prepare_data(
         model={"arch": "cnn"},
         preprocessing=image_preprocessing(data.mean, data.std, cfg.model.get("image_size", 32)),
         eval_split=data.eval_split,
+        extra_files=data.extra_files,
     )
 
 

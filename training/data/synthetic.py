@@ -1,4 +1,4 @@
-"""Small learnable synthetic CIFAR-like data, in memory or written in the official layouts.
+"""Small learnable synthetic CIFAR-like data, in memory, in the official layouts or as PNG folders.
 
 Used by `--dry-run` and the tests, so neither ever needs the real datasets.
 """
@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from training.data.cifar import LAYOUTS
 
@@ -60,3 +61,23 @@ def _records(images: np.ndarray, labels: np.ndarray, label_bytes: int) -> bytes:
         head = np.concatenate([head // 5, head], axis=1)
     flat = images.reshape(len(images), -1)
     return np.concatenate([head.astype(np.uint8), flat], axis=1).tobytes()
+
+
+def write_image_folder(
+    root: Path,
+    classes: tuple[str, ...] = ("circle", "square", "stripes"),
+    n_train: int = 16,
+    n_val: int | None = 6,
+    seed: int = 0,
+) -> Path:
+    """root/train/<class>/<i>.png (and root/val/... unless n_val is None) of learnable 32×32
+    class patterns; returns root."""
+    for split, n in (("train", n_train), ("val", n_val)):
+        if n is None:
+            continue
+        images, labels = synthetic_arrays(n * len(classes), len(classes), seed + (split == "val"))
+        for i, (pixels, label) in enumerate(zip(images, labels, strict=True)):
+            folder = Path(root) / split / classes[label]
+            folder.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(pixels.transpose(1, 2, 0)).save(folder / f"{i:04d}.png")
+    return Path(root)

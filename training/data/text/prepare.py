@@ -1,13 +1,15 @@
 """Text datasets → PreparedData for a fit, and a checkpoint's evaluation batches.
 
-IMDB: the tokenizer is trained on the (possibly subset) training reviews, then both splits are
-encoded with it and cut to max_length; the checkpoint ships tokenizer.json. WikiText-2: the
+IMDB and your own text files (textfile): the tokenizer is trained on the (possibly subset)
+training texts, then both splits are encoded with it and cut to max_length; the checkpoint
+ships tokenizer.json. WikiText-2: the
 training split's word vocabulary (stored as the checkpoint's classes: class i = token i) and
 non-overlapping seq_len sequences.
 """
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import torch
@@ -20,8 +22,11 @@ from training.data.prepared import PreparedData
 from training.data.text.batches import TextBatchIterator
 from training.data.text.imdb import TextSplit, load_imdb
 from training.data.text.split import TokenSplit, from_sequences, lm_sequences
+from training.data.text.text_file import load_text_files
 from training.data.text.tokenizer import TOKENIZER_FILE, encode_texts, load_or_train
 from training.data.text.wikitext import load_wikitext
+
+CLASSIFIED_TEXTS = ("imdb", "textfile")  # one label per text; the tokenizer learns train's
 
 
 def prepare_text(
@@ -37,9 +42,10 @@ def prepare_text(
     d = cfg.data
     if d.data_dir is None:
         raise ValueError(f"{d.dataset} needs --data-dir")
-    if d.dataset == "imdb":
-        train_text = _subset(load_imdb(Path(d.data_dir), "train"), d.train_subset)
-        test_text = _subset(load_imdb(Path(d.data_dir), "test"), d.test_subset)
+    if d.dataset in CLASSIFIED_TEXTS:
+        train_text, test_text = _text_splits(cfg)
+        train_text = _subset(train_text, d.train_subset)
+        test_text = _subset(test_text, d.test_subset)
         if start_tokenizer is not None:
             tokenizer = Tokenizer.from_file(str(start_tokenizer))
         else:
@@ -72,6 +78,17 @@ def prepare_text(
     )
 
 
+def _text_splits(cfg: TrainConfig) -> tuple[TextSplit, TextSplit]:
+    """IMDB's train and test, or your files' train and val (skipped lines reported)."""
+    d = cfg.data
+    if d.dataset == "imdb":
+        return load_imdb(Path(d.data_dir), "train"), load_imdb(Path(d.data_dir), "test")
+    files = load_text_files(Path(d.data_dir), d.val_fraction, cfg.seed)
+    for skipped in files.skipped:
+        print(f"skipped {skipped.path}:{skipped.line}: {skipped.reason}", file=sys.stderr)
+    return files.train, files.val
+
+
 def encode_split(tokenizer: Tokenizer, split: TextSplit, max_length: int) -> TokenSplit:
     ids = encode_texts(tokenizer, split.texts, max_length)
     return from_sequences(ids, split.labels, split.classes)
@@ -86,6 +103,13 @@ def checkpoint_split(
         tokenizer = Tokenizer.from_file(str(ckpt.directory / pre["tokenizer"]))
         reviews = _subset(load_imdb(data_dir, split), limit)
         return encode_split(tokenizer, reviews, int(pre["max_length"]))
+    if dataset == "textfile":
+        tokenizer = Tokenizer.from_file(str(ckpt.directory / pre["tokenizer"]))
+        seed = int(ckpt.train.get("config", {}).get("seed", 0))
+        fraction = ckpt.train.get("config", {}).get("data", {}).get("val_fraction", 0.2)
+        files = load_text_files(data_dir, fraction, seed)
+        texts = _subset(files.train if split == "train" else files.val, limit)
+        return encode_split(tokenizer, texts, int(pre["max_length"]))
     if dataset == "wikitext2":
         ids, vocabulary = load_wikitext(data_dir, split, ckpt.classes)
         return _subset(lm_sequences(ids, int(pre["seq_len"]), vocabulary), limit)
