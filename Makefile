@@ -7,7 +7,7 @@ PORT   ?= 8000
 DATA   ?= data
 SHARED ?= ../shared/data
 
-.PHONY: install serve serve-ray test lint format protos data train train-staged train-imdb evaluate bench-serve bench-engines bench-protocols bench-ray bench-connection-guard reliability reliability-soak report experiments clean
+.PHONY: install serve serve-staged serve-ray test lint format protos data train train-staged train-imdb evaluate bench-serve bench-engines bench-protocols bench-ray bench-connection-guard reliability reliability-soak report experiments clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,6 +20,10 @@ install: $(STAMP)
 ## make serve: serve the embedded default models from checkpoints/ on port 8000
 serve: $(STAMP)
 	DYNALAY_PORT=$(PORT) $(PY) -m service
+
+## make serve-staged: serve the staged CIFAR-10 network (models/cifar10-staged), whose agent loops
+serve-staged: $(STAMP)
+	DYNALAY_PORT=$(PORT) DYNALAY_MODEL_DIR=models $(PY) -m service
 
 ## make serve-ray: the same service as Ray Serve replicas on a local loopback Ray cluster (port 8000,
 ## metrics of every replica on 127.0.0.1:8080/metrics); SIGTERM or Ctrl-C stops it all

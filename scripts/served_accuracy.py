@@ -36,12 +36,16 @@ def test_images(data_dir: Path, n: int) -> list[tuple[bytes, int]]:
     return out
 
 
-async def classify(url: str, items, concurrency: int, action: str | None) -> list[dict]:
+async def classify(
+    url: str, items, concurrency: int, action: str | None, model: str | None = None
+) -> list[dict]:
     results: list[dict] = [{}] * len(items)
     queue = asyncio.Queue()
     for i in range(len(items)):
         queue.put_nowait(i)
     data = {"action": action} if action else {}
+    if model:
+        data["model"] = model
 
     async def worker(client: httpx.AsyncClient) -> None:
         while not queue.empty():
@@ -65,6 +69,7 @@ def summarise(items, answers) -> dict:
         "accuracy": sum(right) / len(items),
         "action_shares": {k: v / len(items) for k, v in sorted(actions.items())},
         "mean_layer_evaluations": sum(a["layer_evaluations"] for a in answers) / len(items),
+        "mean_macs": sum(a["macs"] for a in answers) / len(items),
         "model_version": answers[0]["model_version"],
     }
 
@@ -77,9 +82,10 @@ def main() -> None:
     p.add_argument("--concurrency", type=int, default=8)
     p.add_argument("--action", help="force this action (default: the agent decides)")
     p.add_argument("--out", type=Path)
+    p.add_argument("--model", help="the model to ask (needed when several image models are served)")
     args = p.parse_args()
     items = test_images(args.data_dir, args.n)
-    answers = asyncio.run(classify(args.url, items, args.concurrency, args.action))
+    answers = asyncio.run(classify(args.url, items, args.concurrency, args.action, args.model))
     summary = {**summarise(items, answers), "action_forced": args.action}
     print(json.dumps(summary, indent=1))
     if args.out:
