@@ -13,7 +13,7 @@ import logging
 from pathlib import Path
 
 from model.checkpoint import CheckpointError
-from service.engines import Engine, EngineFactory
+from service.engines import Engine, EngineFactory, PrecisionError
 from service.public_errors import public_message
 from service.repository import (
     RepositoryError,
@@ -28,7 +28,7 @@ from service.state import ServedModel, ServiceState
 log = logging.getLogger(__name__)
 
 # Errors whose message already says everything; anything else gets its traceback logged.
-EXPECTED_ERRORS = (CheckpointError, RepositoryError)
+EXPECTED_ERRORS = (CheckpointError, RepositoryError, PrecisionError)
 
 
 async def load_models(state: ServiceState, factory: EngineFactory) -> None:
@@ -71,7 +71,12 @@ def serve(state: ServiceState, engine: Engine) -> None:
     batcher.start()
     state.models[name] = ServedModel(engine, batcher, image_spec, text_encoder)
     state.metrics.register_model(
-        name, engine.meta.version, engine.name, engine.device, engine.meta.actions
+        name,
+        engine.meta.version,
+        engine.name,
+        engine.device,
+        engine.meta.actions,
+        engine.precision,
     )
 
 
