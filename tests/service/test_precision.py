@@ -15,12 +15,13 @@ import numpy as np
 import pytest
 import torch
 from fastapi.testclient import TestClient
+from pydantic import ValidationError
 
 from model.calibration import CALIBRATION, CalibrationSet, load_calibration
 from model.checkpoint import CheckpointError, add_files, load_checkpoint, save_checkpoint
 from model.network import ModuleParts, build_model
 from model.solvers import relative_residual
-from service.app import create_app
+from service.app import create_app, precision_policy
 from service.engines import (
     EngineInput,
     PrecisionError,
@@ -32,6 +33,7 @@ from service.engines.parity import ParityReport, agreement, fastest_passing
 from service.engines.precision import CastParts, Mode, cpu_flags, runnable, unsupported
 from service.engines.torch_engine import TorchEngine
 from service.images import ImageSpec, decode_image
+from service.settings import Settings
 from tests.service.helpers import (
     CIFAR_CLASSES,
     CIFAR_PNGS,
@@ -105,6 +107,19 @@ def test_bf16_on_a_cpu_needs_native_support():
     assert "CUDA only" in unsupported("fp16", CPU, flags=frozenset({"amx_bf16"}))
     assert unsupported("fp32", CPU) == ""
     assert runnable(CPU, frozenset({"avx2"})) == []
+
+
+def test_precision_settings_default_to_auto_and_are_checked(monkeypatch):
+    for name in ("DYNALAY_PRECISION", "DYNALAY_LAYOUT"):  # the test defaults pin fp32, nchw
+        monkeypatch.delenv(name)
+    assert (Settings().precision, Settings().layout) == ("auto", "auto")
+    monkeypatch.setenv("DYNALAY_PRECISION", "BF16")
+    monkeypatch.setenv("DYNALAY_PARITY_MIN_LABEL_AGREEMENT", "0.9")
+    policy = precision_policy(Settings())
+    assert (policy.precision, policy.layout, policy.min_label_agreement) == ("bf16", "auto", 0.9)
+    monkeypatch.setenv("DYNALAY_PRECISION", "fp8")
+    with pytest.raises(ValidationError):
+        Settings()
 
 
 # ---- the gate's arithmetic ---------------------------------------------------------------
