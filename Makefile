@@ -69,6 +69,7 @@ train: $(STAMP)
 	$(PY) -m training fit --preset fast-deep-tta-agent --dataset cifar10 --data-dir $(DATA) \
 		--init-from runs/cifar10-loops/ckpt --name cifar10 --version 0.5.1 --out checkpoints/cifar10 \
 		--run-dir runs/cifar10-agent/run
+	$(PY) scripts/calibration_set.py checkpoints/cifar10 --data-dir $(DATA)
 
 ## make train-staged: the staged CIFAR-10 network whose loops carry the depth, two stages on CPU
 ## (anytime stage 1 on 45,000 images, 5,000 held out for every choice; then the agent, in MACs)
@@ -105,10 +106,13 @@ experiments: $(STAMP)
 bench-serve: $(STAMP)
 	$(PY) -m benchmarks.serve --model-dir checkpoints --out reports/bench_serve.json
 
-## make bench-engines [CHECKPOINT=checkpoints/cifar10]: the PyTorch and ONNX Runtime engines side by side
+## make bench-engines [CHECKPOINT=checkpoints/cifar10]: the PyTorch and ONNX Runtime engines side by side,
+## then every precision × layout of the PyTorch engine on CIFAR-10 test images (ratios to fp32 NCHW)
 CHECKPOINT ?= checkpoints/cifar10
 bench-engines: $(STAMP)
 	$(PY) -m benchmarks.engines $(CHECKPOINT) --json reports/bench_engines.json
+	$(PY) -m benchmarks.precisions $(CHECKPOINT) --data-dir $(DATA) --batch-size 32 \
+		--json reports/bench_precisions.json
 
 ## make bench-protocols: JSON, binary and gRPC wire formats on one spawned server
 bench-protocols: $(STAMP)

@@ -29,8 +29,11 @@ import torch
 from model.actions import ACTIONS
 from model.checkpoint import load_checkpoint
 from service.engines import Engine, EngineInput, SampleResult, engine_factories
+from service.engines.precision import cpu_flags, runnable
 from service.settings import default_onnx_cache_dir
 
+# The CPU features that decide which kernels run (bf16 dot products, AMX tiles, VNNI int8).
+KERNEL_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8")
 BATCH_SIZES = (1, 8, 32, 64)
 N_INPUTS = 64  # one fixed set, cut into batches of each size: the same work at every size
 MIN_PASSES = 3
@@ -96,7 +99,7 @@ def compare_engines(
     _add_agreement(rows, engines[0])
     for row in rows:
         del row["_samples"]
-    return {"checkpoint": str(directory), "device": device, "host": _host(), "results": rows}
+    return {"checkpoint": str(directory), "device": device, "host": host(device), "results": rows}
 
 
 def format_table(report: dict[str, Any]) -> str:
@@ -126,13 +129,19 @@ def _add_agreement(rows: list[dict], reference: str) -> None:
         row["agreement"] = float(np.mean(same))
 
 
-def _host() -> dict[str, Any]:
+def host(device: str = "cpu") -> dict[str, Any]:
+    """What the numbers were measured on: platform, torch, threads, kernel-relevant CPU flags
+    and the reduced precisions this device runs natively."""
+    flags = cpu_flags()
     return {
         "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(),
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
         "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+        "cpu_flags": [f for f in KERNEL_FLAGS if f in flags],
+        "mkldnn": torch.backends.mkldnn.is_available(),
+        "reduced_precisions": runnable(torch.device(device)),
     }
 
 

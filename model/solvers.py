@@ -33,8 +33,15 @@ def relative_residual(fz: Tensor, z: Tensor) -> Tensor:
     >>> relative_residual(torch.tensor([[3.0, 4.0]]), torch.tensor([[3.0, 0.0]]))  # 4 / 5
     tensor([0.8000])
     """
+    # In bf16 (8 bits of mantissa) the difference of two close iterates is mostly rounding:
+    # the residual, and with it the stop test, is computed in at least fp32.
+    fz, z = _at_least_fp32(fz), _at_least_fp32(z)
     diff = (fz - z).flatten(1).norm(dim=1)
     return diff / (fz.flatten(1).norm(dim=1) + _EPS)
+
+
+def _at_least_fp32(t: Tensor) -> Tensor:
+    return t.float() if t.is_floating_point() and t.element_size() < 4 else t
 
 
 @dataclass(frozen=True)

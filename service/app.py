@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 
-from service.engines import EngineFactory, engine_factories, get_engine_factory
+from service.engines import EngineFactory, PrecisionPolicy, engine_factories, get_engine_factory
 from service.errors import install_error_handlers
 from service.grpc_server import GrpcServer
 from service.lingering import LingeringCloseMiddleware
@@ -50,8 +50,9 @@ def create_app(
     """
     settings = settings or Settings()
     metrics = Metrics(registry or _default_registry())
-    registry = engines if engines is not None else engine_factories(settings.onnx_cache_dir)
-    factory = get_engine_factory(settings.engine, registry)
+    if engines is None:
+        engines = engine_factories(settings.onnx_cache_dir, precision_policy(settings))
+    factory = get_engine_factory(settings.engine, engines)
     state = ServiceState(settings, metrics)
 
     @contextlib.asynccontextmanager
@@ -114,3 +115,13 @@ def _default_registry() -> CollectorRegistry:
     PlatformCollector(registry=registry)
     GCCollector(registry=registry)
     return registry
+
+
+def precision_policy(settings: Settings) -> PrecisionPolicy:
+    """DYNALAY_PRECISION, DYNALAY_LAYOUT and the parity gate's bounds, for the engines."""
+    return PrecisionPolicy(
+        settings.precision,
+        settings.layout,
+        settings.parity_min_label_agreement,
+        settings.parity_min_action_agreement,
+    )

@@ -107,7 +107,9 @@ class InferenceService:
 
     async def ModelMetadata(self, request: Any, context: grpc.aio.ServicerContext) -> Message:
         served = await _or_abort(context, find_model, self.state, request.name, request.version)
-        return json_format.ParseDict(model_metadata(served), message("ModelMetadataResponse")())
+        # The KServe v2 message has no field for the HTTP metadata's extensions (precision).
+        metadata = message("ModelMetadataResponse")()
+        return json_format.ParseDict(model_metadata(served), metadata, ignore_unknown_fields=True)
 
     async def ModelConfig(self, request: Any, context: grpc.aio.ServicerContext) -> Message:
         served = await _or_abort(context, find_model, self.state, request.name, request.version)

@@ -135,6 +135,7 @@ def model_metadata(served: ServedModel) -> dict:
         "name": served.name,
         "versions": [served.meta.version],
         "platform": served.engine.name,
+        "precision": served.engine.precision,  # an extension field: what the engine computes in
         "inputs": [
             {"name": n, "datatype": t, "shape": shape} for n, t, shape in input_specs(served)
         ],
@@ -168,6 +169,7 @@ def model_config(served: ServedModel, state: ServiceState) -> dict:
     return {
         "name": served.name,
         "platform": served.engine.name,
+        "precision": served.engine.precision,  # an extension field: what the engine computes in
         "backend": "dynalay",
         "max_batch_size": settings.max_batch_size,
         "input": inputs,

@@ -13,7 +13,7 @@ import logging
 from pathlib import Path
 
 from model.checkpoint import CheckpointError
-from service.engines import Engine, EngineFactory
+from service.engines import Engine, EngineFactory, PrecisionError
 from service.public_errors import public_message
 from service.repository import (
     RepositoryError,
@@ -28,7 +28,7 @@ from service.state import ServedModel, ServiceState
 log = logging.getLogger(__name__)
 
 # Errors whose message already says everything; anything else gets its traceback logged.
-EXPECTED_ERRORS = (CheckpointError, RepositoryError)
+EXPECTED_ERRORS = (CheckpointError, RepositoryError, PrecisionError)
 
 
 async def load_models(state: ServiceState, factory: EngineFactory) -> None:
@@ -82,7 +82,12 @@ def publish(state: ServiceState, served: ServedModel) -> None:
     """dynalay_model_info and the model's series, for a model now in `state.models`."""
     engine = served.engine
     state.metrics.register_model(
-        served.name, engine.meta.version, engine.name, engine.device, engine.meta.actions
+        served.name,
+        engine.meta.version,
+        engine.name,
+        engine.device,
+        engine.meta.actions,
+        engine.precision,
     )
 
 

@@ -150,8 +150,8 @@ class Metrics:
         )
         self.model_info = Gauge(
             "dynalay_model_info",
-            "Loaded models (always 1).",
-            ["model", "version", "engine", "device"],
+            "Loaded models (always 1), with the precision they compute in.",
+            ["model", "version", "engine", "device", "precision"],
             registry=r,
         )
 
@@ -162,10 +162,11 @@ class Metrics:
         engine: str,
         device: str,
         actions: tuple[str, ...] = THESIS_ACTIONS,
+        precision: str = "fp32",
     ) -> None:
         """Publish a loaded model and create its series at zero, so rates exist from the start;
-        `actions`: the ones the model offers."""
-        self.model_info.labels(model, version, engine, device).set(1)
+        `actions`: the ones the model offers; `precision`: the one in force."""
+        self.model_info.labels(model, version, engine, device, precision).set(1)
         for action in actions:
             self.actions.labels(model, action)
         for layer in LAYER_NAMES:

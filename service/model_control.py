@@ -203,7 +203,7 @@ class ModelControl:
     def _unpublish(self, served: ServedModel) -> None:
         engine = served.engine
         self.state.metrics.model_info.remove(
-            served.name, served.meta.version, engine.name, engine.device
+            served.name, served.meta.version, engine.name, engine.device, engine.precision
         )
 
     # ---- helpers -----------------------------------------------------------------------------

@@ -89,7 +89,7 @@ async def readyz(state: StateDep) -> JSONResponse:
 
 @router.get("/models", response_model=ModelsResponse)
 async def models(state: StateDep) -> ModelsResponse:
-    """Loaded models: versions, modality, classes, engine and device."""
+    """Loaded models: versions, modality, classes, engine, device and precision in force."""
     return ModelsResponse(
         models=[
             ModelInfo(
@@ -100,6 +100,8 @@ async def models(state: StateDep) -> ModelsResponse:
                 classes=list(m.meta.classes),
                 engine=m.engine.name,
                 device=m.engine.device,
+                precision=m.engine.precision,
+                layout=m.engine.layout,
                 preprocessing=m.meta.preprocessing,
             )
             for m in state.models.values()

@@ -104,6 +104,8 @@ class ModelInfo(BaseModel):
     classes: list[str]
     engine: str
     device: str
+    precision: str  # what the engine computes in: fp32, bf16, fp16
+    layout: str  # image memory layout: nchw or nhwc (channels_last)
     preprocessing: dict
 
 

@@ -33,6 +33,16 @@ class Settings(BaseSettings):
     # (verified on every load; one entry per weights + config).
     onnx_cache_dir: Path = Field(default_factory=lambda: default_onnx_cache_dir())
     warmup: bool = True  # run every action once per model before /readyz turns 200
+    # What the torch engine computes in (service/engines/precision.py): "auto" serves the
+    # fastest of fp32 and the reduced precisions this device runs natively (bf16: CPUs with
+    # avx512_bf16 or AMX, CUDA; fp16: CUDA) that pass the parity gate on the checkpoint's
+    # calibration set (fp32 without one); an explicit one that fails is refused at load.
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    layout: Literal["auto", "nchw", "nhwc"] = "auto"  # image memory layout; auto: measured
+    # The parity gate: shares of the calibration set's labels and agent actions a reduced
+    # precision must answer as fp32 does.
+    parity_min_label_agreement: float = Field(0.995, ge=0, le=1)
+    parity_min_action_agreement: float = Field(0.99, ge=0, le=1)
     # A checkpoint that fails to load: "fail" serves nothing (`python -m service` exits 3);
     # "skip" serves the other models and reports that one as not ready.
     on_load_error: Literal["fail", "skip"] = "fail"
@@ -81,8 +91,9 @@ class Settings(BaseSettings):
     api_key: SecretStr | None = None  # when set, /predict requires it (X-API-Key or Bearer)
 
     @field_validator(
-        "log_level", "device", "on_load_error", "loop_scheduling", "model_control", mode="before"
-    )
+        "log_level", "device", "on_load_error", "loop_scheduling", "model_control", "precision",
+        "layout", mode="before",
+    )  # fmt: skip
     @classmethod
     def _lower_case(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value

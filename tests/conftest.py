@@ -35,6 +35,10 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, onnx_cache_dir: Path) -> None:
 def _test_defaults(patch: pytest.MonkeyPatch, onnx_cache_dir: Path) -> None:
     patch.setenv("DYNALAY_ONNX_CACHE_DIR", str(onnx_cache_dir))
     patch.setenv("DYNALAY_GRPC_PORT", "0")
+    # Served answers are compared with fp32 NCHW references (the tests of precision and layout
+    # ask for theirs): nothing timed at load may change which kernels a test's model runs.
+    patch.setenv("DYNALAY_PRECISION", "fp32")
+    patch.setenv("DYNALAY_LAYOUT", "nchw")
 
 
 @pytest.fixture

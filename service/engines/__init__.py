@@ -20,26 +20,39 @@ from service.engines.base import (
     SteppedEngine,
     offers_steps,
 )
+from service.engines.precision import SERVE_REFERENCE, Mode, PrecisionError, PrecisionPolicy
 
 
-def _torch(directory: Path, device: str) -> Engine:
+def _torch(directory: Path, device: str, policy: PrecisionPolicy = SERVE_REFERENCE) -> Engine:
     from service.engines.torch_engine import load
 
-    return load(directory, device)
+    return load(directory, device, policy)
 
 
-def _onnx(directory: Path, device: str, cache_dir: Path | None = None) -> Engine:
+def _onnx(
+    directory: Path,
+    device: str,
+    cache_dir: Path | None = None,
+    policy: PrecisionPolicy = SERVE_REFERENCE,
+) -> Engine:
     from service.engines.onnx_engine import load
 
-    return load(directory, device, cache_dir)
+    return load(directory, device, cache_dir, policy)
 
 
-def engine_factories(onnx_cache_dir: Path | None = None) -> dict[str, EngineFactory]:
-    """The registry; with `onnx_cache_dir` the onnx engine exports on load into that cache."""
-    return {"torch": _torch, "onnx": partial(_onnx, cache_dir=onnx_cache_dir)}
+def engine_factories(
+    onnx_cache_dir: Path | None = None, precision: PrecisionPolicy = SERVE_REFERENCE
+) -> dict[str, EngineFactory]:
+    """The registry; with `onnx_cache_dir` the onnx engine exports on load into that cache;
+    `precision`: what the engines compute in and the parity gate (fp32, NCHW by default)."""
+    return {
+        "torch": partial(_torch, policy=precision),
+        "onnx": partial(_onnx, cache_dir=onnx_cache_dir, policy=precision),
+    }
 
 
-# Without a cache: the onnx engine serves only checkpoints that carry their own export.
+# fp32, NCHW and without a cache: the onnx engine serves only checkpoints that carry their own
+# export.
 ENGINES: dict[str, EngineFactory] = engine_factories()
 
 __all__ = [
@@ -48,7 +61,10 @@ __all__ = [
     "Engine",
     "EngineFactory",
     "EngineInput",
+    "Mode",
     "ModelMeta",
+    "PrecisionError",
+    "PrecisionPolicy",
     "SampleResult",
     "SteppedEngine",
     "engine_factories",

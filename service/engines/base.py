@@ -76,6 +76,8 @@ class BatchOutput:
 class Engine(Protocol):
     name: str  # registry name, e.g. "torch"
     device: str  # e.g. "cpu", "cuda:0"
+    precision: str  # what it computes in: "fp32", "bf16", "fp16" (service/engines/precision.py)
+    layout: str  # image memory layout: "nchw" or "nhwc" (channels_last)
     meta: ModelMeta
 
     def run(self, batch: Sequence[EngineInput]) -> BatchOutput:

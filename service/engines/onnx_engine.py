@@ -14,6 +14,10 @@ back to the CPU when CUDA was asked for is an error: the service then never turn
 
 The parts come from the checkpoint's own export or, failing that, are exported on load into
 a verified cache (service/engines/onnx_cache.py).
+
+Precision: fp32 only. ONNX Runtime's CPU provider has no bf16 kernels for these graphs, and
+fp16 would need an fp16 export; `auto` therefore serves fp32 here and an explicit reduced
+precision is refused at load (the PyTorch engine runs them).
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from model.onnx_parts import (
 )
 from service.engines.base import BatchOutput, EngineInput, ModelMeta
 from service.engines.onnx_cache import ExportLocation, OnnxEngineError, locate_export
+from service.engines.precision import AUTO, SERVE_REFERENCE, PrecisionError, PrecisionPolicy
 from service.engines.stages import WARMUP_TOKENS
 from service.engines.stepping import EngineSteps, Stepper
 
@@ -54,6 +59,8 @@ _NUMPY_DTYPES = {torch.float32: np.float32, torch.float16: np.float16, torch.int
 
 class OnnxEngine:
     name = "onnx"
+    precision = "fp32"  # see the module doc
+    layout = "nchw"
 
     def __init__(
         self, loaded: LoadedCheckpoint, device: str, cache_dir: Path | None = None
@@ -268,11 +275,22 @@ def _dummy_input(meta: ModelMeta) -> np.ndarray:
     return np.zeros((3, int(height), int(width)), dtype=np.float32)
 
 
-def load(directory: Path, device: str, cache_dir: Path | None = None) -> OnnxEngine:
+def load(
+    directory: Path,
+    device: str,
+    cache_dir: Path | None = None,
+    policy: PrecisionPolicy = SERVE_REFERENCE,
+) -> OnnxEngine:
     """The registry factory: (checkpoint directory, device) -> engine.
 
     `load_checkpoint` verifies the manifest (ONNX files included) and reads the config; the
     PyTorch network it also builds is only used to export into `cache_dir` when the checkpoint
-    carries no current export, and dropped after.
+    carries no current export, and dropped after. Only fp32 serves (module doc).
     """
+    if policy.precision not in (AUTO, OnnxEngine.precision):
+        raise PrecisionError(
+            f"precision {policy.precision}: the onnx engine computes in fp32 only (ONNX Runtime "
+            "has no reduced-precision kernels for these graphs here); serve it with "
+            "DYNALAY_ENGINE=torch, or set DYNALAY_PRECISION=fp32 or auto"
+        )
     return OnnxEngine(load_checkpoint(directory, device="cpu"), device, cache_dir)

@@ -121,6 +121,7 @@ class FailingOn:
     def __init__(self, directory: Path, device: str, action: int) -> None:
         self.inner = load_torch(directory, device)
         self.name, self.device, self.meta = self.inner.name, self.inner.device, self.inner.meta
+        self.precision, self.layout = self.inner.precision, self.inner.layout
         self.action = action
 
     def warmup(self) -> None:

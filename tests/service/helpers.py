@@ -150,6 +150,8 @@ class StubEngine:
 
     name = "stub"
     device = "cpu"
+    precision = "fp32"
+    layout = "nchw"
 
     def __init__(self, directory: Path, delay_s: float = 0.0, fail_when=None) -> None:
         self.meta = ModelMeta("stub", "0", "cnn", ("a", "b"), IMAGE_PREP, directory)
@@ -260,6 +262,7 @@ class PacedEngine:
 
         self.inner = load(directory, "cpu")
         self.name, self.device, self.meta = "paced", "cpu", self.inner.meta
+        self.precision, self.layout = self.inner.precision, self.inner.layout
         self.layer_s = layer_s
         self.fail = False
         self.layer_calls = 0

@@ -25,7 +25,7 @@ CONTRACT = {
     "dynalay_macs": ("histogram", {"model"}),
     "dynalay_queue_depth": ("gauge", {"model"}),
     "dynalay_requests_in_progress": ("gauge", {"model"}),
-    "dynalay_model_info": ("gauge", {"model", "version", "engine", "device"}),
+    "dynalay_model_info": ("gauge", {"model", "version", "engine", "device", "precision"}),
 }
 FORCED = ["straight", "loop_l1", "loop_l1_l2", "loop_all", "straight", "loop_all"]
 
@@ -112,7 +112,7 @@ def test_metric_values_after_known_requests(model_dir):
         assert value(families, "dynalay_compute_duration_seconds_count", stage=stage, **m) >= 1
     assert value(families, "dynalay_queue_depth", **m) == 0
     assert value(families, "dynalay_requests_in_progress", **m) == 0
-    info = {"version": "test-1", "engine": "torch", "device": "cpu"}
+    info = {"version": "test-1", "engine": "torch", "device": "cpu", "precision": "fp32"}
     assert value(families, "dynalay_model_info", **info, **m) == 1
 
 

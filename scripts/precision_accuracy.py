@@ -1,0 +1,80 @@
+"""Test-set accuracy of a checkpoint in each precision, and how far each agrees with fp32.
+
+    python scripts/precision_accuracy.py [CHECKPOINT] --data-dir data [--n 10000]
+        [--batch-size 32] [--layout nchw] [--out reports/cifar10/precision_accuracy.json]
+
+Runs the PyTorch engine in fp32 and in every reduced precision this machine computes natively
+(service/engines/precision.py; built directly, past the parity gate) on the first `n` CIFAR-10
+or CIFAR-100 *test* images, the agent deciding. Reports per precision: accuracy, the agent's
+action shares, and the shares of labels and actions equal to fp32's (what the parity gate
+checks on the training-image calibration set, here on the test set).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import Counter
+from pathlib import Path
+
+import torch
+
+from model.actions import ACTIONS
+from model.calibration import CalibrationSet
+from model.checkpoint import load_checkpoint
+from service.engines import EngineInput
+from service.engines.parity import agreement, run_set
+from service.engines.precision import Mode, runnable
+from service.engines.torch_engine import TorchEngine
+from training.data.cifar import load_cifar
+
+DATASETS = {10: "cifar10", 100: "cifar100"}  # by the checkpoint's number of classes
+
+
+def evaluate(checkpoint: Path, data_dir: Path, n: int, batch_size: int, layout: str) -> dict:
+    loaded = load_checkpoint(checkpoint)
+    split = load_cifar(DATASETS[loaded.config.n_classes], data_dir, "test").subset(n)
+    images = CalibrationSet(split.images, split.labels).normalised(loaded.preprocessing)
+    inputs = [EngineInput(x) for x in images.numpy()]  # (3, H, W) each
+    labels = split.labels.tolist()
+    results, reference = {}, None
+    for precision in ("fp32", *runnable(torch.device("cpu"))):
+        engine = TorchEngine(loaded, "cpu", Mode(precision, layout))
+        samples, _ = run_set(engine, inputs, batch_size)
+        reference = reference or samples
+        same_labels, same_actions = agreement(reference, samples)
+        actions = Counter(ACTIONS[s.action] for s in samples)
+        results[precision] = {
+            "accuracy": sum(s.class_index == y for s, y in zip(samples, labels, strict=True)) / n,
+            "label_agreement_with_fp32": same_labels,
+            "action_agreement_with_fp32": same_actions,
+            "action_shares": {a: c / n for a, c in sorted(actions.items())},
+        }
+    return {"checkpoint": str(checkpoint), "n": n, "layout": layout, "precisions": results}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("checkpoint", type=Path, nargs="?", default=Path("checkpoints/cifar10"))
+    parser.add_argument("--data-dir", type=Path, default=Path("data"))
+    parser.add_argument("--n", type=int, default=10_000, help="test images (default: all)")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--layout", choices=("nchw", "nhwc"), default="nchw")
+    parser.add_argument("--out", type=Path, help="also write the report here (JSON)")
+    args = parser.parse_args(argv)
+    report = evaluate(args.checkpoint, args.data_dir, args.n, args.batch_size, args.layout)
+    for precision, row in report["precisions"].items():
+        print(
+            f"{precision}: accuracy {row['accuracy']:.4f}, labels as fp32 "
+            f"{row['label_agreement_with_fp32']:.4f}, actions as fp32 "
+            f"{row['action_agreement_with_fp32']:.4f}, actions {row['action_shares']}"
+        )
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
