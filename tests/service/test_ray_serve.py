@@ -154,6 +154,9 @@ def launch(model_repo: Path, log: Path) -> RayService:
         "DYNALAY_PORT": str(port),
         "DYNALAY_MODEL_DIR": str(model_repo),
         "DYNALAY_DEVICE": "cpu",
+        # The single-process reference runs at the suite's exact fp32 NCHW (tests/conftest.py).
+        "DYNALAY_PRECISION": "fp32",
+        "DYNALAY_LAYOUT": "nchw",
         "DYNALAY_MAX_QUEUE_DELAY_MS": "2",
         "DYNALAY_SHUTDOWN_GRACE_S": "5",
         "DYNALAY_RAY_REPLICAS": "2",
