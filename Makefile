@@ -78,7 +78,8 @@ train-staged: $(STAMP)
 		--out runs/staged/base --run-dir runs/staged/base-run --name cifar10-staged
 	$(PY) -m training fit --preset staged-agent --dataset cifar10 --data-dir $(DATA) \
 		--init-from runs/staged/base --name cifar10-staged --version 0.1.0 \
-		--out checkpoints/cifar10-staged --run-dir runs/staged/agent-run
+		--out models/cifar10-staged --run-dir runs/staged/agent-run
+	$(PY) scripts/calibration_set.py models/cifar10-staged --data-dir $(DATA)
 
 ## make train-imdb: retrain the embedded IMDB default on CPU, three stages (see README "Training")
 train-imdb: $(STAMP)
