@@ -14,12 +14,11 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from model.pixels import fit_to, to_rgb
 from service.errors import ServiceError
 
 ACCEPTED_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "GIF")
 ACCEPTED = "PNG, JPEG, WebP, BMP or GIF"
-SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
-BACKGROUND = (255, 255, 255, 255)  # transparent pixels are shown on white, as a viewer would
 
 
 @dataclass(frozen=True)
@@ -48,7 +47,7 @@ def decode_image(data: bytes, spec: ImageSpec, max_pixels: int) -> np.ndarray:
     with image:
         _check_dimensions(image, max_pixels)
         try:
-            rgb = _fit(_to_rgb(_load_oriented(image, spec)), spec)
+            rgb = fit_to(to_rgb(_load_oriented(image, spec)), spec.height, spec.width)
         except Image.DecompressionBombError as exc:
             raise ServiceError(413, f"image rejected as a decompression bomb: {exc}") from exc
         except Exception as exc:  # Pillow's decoders raise many types on hostile bytes
@@ -89,40 +88,6 @@ def _load_oriented(image: Image.Image, spec: ImageSpec) -> Image.Image:
     image.draft("RGB", (side, side))
     image.load()  # GIF/WebP animations: open() is positioned on the first frame
     return ImageOps.exif_transpose(image)
-
-
-def _to_rgb(image: Image.Image) -> Image.Image:
-    if image.mode in SIXTEEN_BIT_MODES or image.mode in ("I", "F"):
-        image = _to_8bit_gray(image)
-    has_alpha = image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info
-    if has_alpha:
-        rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, BACKGROUND)
-        return Image.alpha_composite(background, rgba).convert("RGB")
-    return image.convert("RGB")
-
-
-def _to_8bit_gray(image: Image.Image) -> Image.Image:
-    # Pillow's convert() clips 16-bit samples at 255 (a white image); scale the range instead.
-    pixels = np.asarray(image, dtype=np.float64)
-    if image.mode in SIXTEEN_BIT_MODES or (image.mode == "I" and pixels.max(initial=0) > 255):
-        pixels = pixels / 257.0
-    elif image.mode == "F" and pixels.max(initial=0) <= 1.0:
-        pixels = pixels * 255.0  # float images are usually on the 0..1 scale
-    return Image.fromarray(np.clip(pixels, 0, 255).round().astype(np.uint8), mode="L")
-
-
-def _fit(image: Image.Image, spec: ImageSpec) -> Image.Image:
-    """Centre-crop to the target aspect ratio, then resize (no distortion)."""
-    target = (spec.width, spec.height)
-    if image.size == target:
-        return image
-    width, height = image.size
-    scale = min(width / spec.width, height / spec.height)
-    crop_w, crop_h = spec.width * scale, spec.height * scale
-    left, top = (width - crop_w) / 2, (height - crop_h) / 2
-    box = (left, top, left + crop_w, top + crop_h)
-    return image.resize(target, Image.Resampling.BILINEAR, box=box, reducing_gap=3.0)
 
 
 def _normalise(image: Image.Image, spec: ImageSpec) -> np.ndarray:
