@@ -91,6 +91,12 @@ class ActionMacs:
         return macs.round().long()
 
 
+def tokens_of(inj: tuple[Tensor, ...]) -> Tensor | None:
+    """(B,) real tokens of each text sample from the stem's output (its mask's sum, so padding
+    is never charged); None for images, whose stem gives the injection alone."""
+    return inj[1].sum(dim=(1, 2)) if len(inj) > 1 else None
+
+
 def measure(parts, loops, example: Callable[[int], tuple[Tensor, Tensor | None]], text: bool):
     """ActionMacs of a network's parts; example(tokens) gives one sample (x, lengths)."""
     lengths = (4, 8) if text else (None,)

@@ -32,7 +32,7 @@ from model.backbones import build_backbone
 from model.backward import solve_loop
 from model.config import AGENT_INPUTS, ModelConfig
 from model.loops import LoopKind, loop_kind
-from model.macs import ActionMacs, measure
+from model.macs import ActionMacs, measure, tokens_of
 
 CONFIDENCE_FEATURES = 2  # the profile's last entries: top probability and entropy
 
@@ -132,7 +132,7 @@ class DynaLayNet(nn.Module):
             converged[idx] = stats.converged
             residual[idx] = stats.residual.to(residual.dtype)
         evals = _layer_evaluations(actions, iterations)
-        macs = self.action_macs.per_sample(actions, iterations, _tokens(straight))
+        macs = self.action_macs.per_sample(actions, iterations, tokens_of(straight.inj))
         return ForwardOutput(
             logits,
             straight.logits,
@@ -149,7 +149,7 @@ class DynaLayNet(nn.Module):
         """Iterate action k's loop to a fixed point on samples idx, finish, head."""
         parts = ModuleParts(self)
         inj = tuple(t[idx] for t in straight.inj)
-        z0 = self.loops.start(action, tuple(z[idx] for z in straight.states))
+        z0 = loop_start(parts, action, straight)[idx]
 
         def iterate(z: Tensor, *inj_: Tensor) -> Tensor:
             return loop_iteration(parts, action, z, inj_)
@@ -196,11 +196,6 @@ def confidence_features(logits: Tensor) -> Tensor:
     top = logp.max(dim=1).values.exp()
     entropy = -(logp.exp() * logp).sum(dim=1)
     return torch.stack([top, entropy], dim=1).to(logits.dtype)
-
-
-def _tokens(straight: StraightPass) -> Tensor | None:
-    """(B,) real tokens of each text sample (its mask's sum); None for images."""
-    return straight.inj[1].sum(dim=(1, 2)) if len(straight.inj) > 1 else None
 
 
 def _layer_evaluations(actions: Tensor, iterations: Tensor) -> Tensor:

@@ -43,7 +43,7 @@ import torch
 from torch import Tensor
 
 from model.actions import N_LAYERS, N_LOOP_ACTIONS, TTA, layer_evaluations
-from model.macs import ActionMacs
+from model.macs import ActionMacs, tokens_of
 from model.network import (
     NetworkParts,
     StraightPass,
@@ -167,7 +167,7 @@ class Stepper:
         clock.lap("straight")
         actions = _apply_forced(parts.agent(passed.profile).argmax(dim=1), batch, device)
         probabilities = passed.logits.float().softmax(dim=1)  # (B, C)
-        tokens = _tokens(passed.inj)
+        tokens = tokens_of(passed.inj)
         none = torch.zeros_like(actions)
         straight_macs = self.steps.macs.per_sample(none, none, tokens)
         views_macs = self.steps.macs.per_sample(none + TTA, none, tokens)
@@ -290,7 +290,7 @@ class Stepper:
         z = torch.where(per_row(done.converged, done.z), done.z, done.best)
         logits = finish(self.steps.parts, done.action, z, done.inj)
         actions = torch.full_like(done.iterations, done.action)
-        macs = self.steps.macs.per_sample(actions, done.iterations, _tokens(done.inj))
+        macs = self.steps.macs.per_sample(actions, done.iterations, tokens_of(done.inj))
         return FinishedRows(done.action, done.keys, logits, done.iterations, done.converged, macs)
 
     def _evict(self, keys: set[int]) -> None:
@@ -307,11 +307,6 @@ class Stepper:
 
 def _straight_result(class_index: int, probabilities: np.ndarray, macs: int) -> SampleResult:
     return SampleResult(class_index, tuple(probabilities.tolist()), 0, 0, True, N_LAYERS, macs)
-
-
-def _tokens(inj: tuple[Tensor, ...]) -> Tensor | None:
-    """(B,) real tokens per text sample (the mask's sum; padding is never charged)."""
-    return inj[1].sum(dim=(1, 2)) if len(inj) > 1 else None
 
 
 def _apply_forced(actions: Tensor, batch: Sequence[EngineInput], device: torch.device) -> Tensor:

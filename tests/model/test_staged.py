@@ -49,10 +49,10 @@ def test_states_have_three_shapes_and_pack_round_trips(net):
 
 
 @pytest.mark.parametrize("iterations", [1, 3])
-def test_loop_all_is_iterations_more_sweeps_written_out(net, iterations):
+def test_loop_all_is_iterations_more_sweeps_written_out(iterations):
+    torch.manual_seed(0)
+    net = build_model(ModelConfig(**{**CONFIG.to_dict(), "max_iter": iterations})).double().eval()
     x = _x()
-    cfg = ModelConfig(**{**CONFIG.to_dict(), "max_iter": iterations})
-    net.config = cfg
     with torch.no_grad():
         out = net(x, torch.full((4,), 3))
         want = _by_hand(net, x, iterations + 1)
