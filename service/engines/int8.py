@@ -1,0 +1,135 @@
+"""int8 for the ONNX engine: post-training static quantization of the convolutional parts.
+
+ONNX Runtime's `quantize_static` rewrites a part's graph in QDQ form: a QuantizeLinear /
+DequantizeLinear pair around every Conv, MatMul and Gemm, weights int8 per output channel,
+activations uint8 with ranges calibrated (min-max) on what the part sees when the network runs
+the checkpoint's calibration set (training images, never test images). ORT's CPU provider fuses
+each DQ → Conv → Q into one integer convolution (VNNI, or AMX tiles, where the CPU has them).
+
+Which parts: the stem, the loop layers and the stage transitions (`inject*`), the convolutions
+that hold nearly all of a pass's multiply-adds. The head, the profile and the agent stay fp32:
+they are a few thousand MACs, and the logits and the agent's decision keep fp32's resolution.
+Each quantized graph ends in DequantizeLinear, so a part hands back fp32 like every other
+precision: the loop states, residuals and stop tests stay fp32.
+
+The calibration ranges come from the first CALIBRATION_IMAGES images of the set, each run
+through the straight pass and CALIBRATION_ITERATIONS iterations of `loop_all` (so the layers
+see their own iterates, whose range settles within a few); the parity gate (service/engines/parity.py) then checks the result on the whole set.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from model.config import ModelConfig
+from model.network import anytime_logits
+
+QUANTIZED_PARTS = ("stem", "layer", "inject")  # name prefixes: the convolutional parts
+CALIBRATION_IMAGES = 256
+CALIBRATION_ITERATIONS = 4  # loop iterations recorded past the straight pass (or max_iter)
+CALIBRATION_BATCH = 32
+
+Part = Callable[[Mapping[str, Tensor]], list[Tensor]]  # an OnnxPart: named feeds → outputs
+Feeds = list[dict[str, np.ndarray]]  # one dict per call, the inputs the graph kept
+
+
+def int8_unsupported(config: ModelConfig, device: torch.device) -> str:
+    """Why int8 cannot serve this model here; "" when it can."""
+    if device.type != "cpu":
+        return f"int8 runs on ONNX Runtime's CPU provider, not {device.type}"
+    if config.arch != "cnn":
+        return "int8 quantizes convolutions: image (cnn) models only"
+    return ""
+
+
+def quantize_parts(
+    paths: Mapping[str, Path],
+    parts_of: Callable[[Mapping[str, Part]], object],
+    sessions: Mapping[str, Part],
+    config: ModelConfig,
+    images: Tensor,
+    out: Path,
+) -> dict[str, Path]:
+    """Every part's file, the convolutional ones replaced by int8 graphs written under `out`.
+
+    paths: the fp32 part files; sessions: the fp32 parts, run to record what each one is fed;
+    parts_of: builds `NetworkParts` from such parts; images: (N, 3, H, W) normalised."""
+    feeds = record_feeds(sessions, parts_of, config, images[:CALIBRATION_IMAGES])
+    quantized = dict(paths)
+    for name, part_feeds in feeds.items():
+        if name.startswith(QUANTIZED_PARTS):
+            quantized[name] = _quantize_one(paths[name], part_feeds, out)
+    return quantized
+
+
+def record_feeds(
+    sessions: Mapping[str, Part],
+    parts_of: Callable[[Mapping[str, Part]], object],
+    config: ModelConfig,
+    images: Tensor,
+) -> dict[str, Feeds]:
+    """What each part is fed when the network runs `loop_all` over `images` (module doc)."""
+    recorded: dict[str, Feeds] = {name: [] for name in sessions}
+    recording = {name: _recording(part, recorded[name]) for name, part in sessions.items()}
+    parts = parts_of(recording)
+    with torch.no_grad():
+        for start in range(0, len(images), CALIBRATION_BATCH):
+            batch = images[start : start + CALIBRATION_BATCH]
+            iterations = 1 + min(config.max_iter, CALIBRATION_ITERATIONS)
+            anytime_logits(parts, batch, iterations=iterations)  # type: ignore[arg-type]
+    return {name: calls for name, calls in recorded.items() if calls}
+
+
+def _recording(part: Part, calls: Feeds) -> Part:
+    kept = {i.name for i in part.session.get_inputs()}  # type: ignore[attr-defined]
+
+    def run(feeds: Mapping[str, Tensor]) -> list[Tensor]:
+        calls.append({k: v.detach().cpu().numpy().copy() for k, v in feeds.items() if k in kept})
+        return part(feeds)
+
+    return run
+
+
+def _quantize_one(source: Path, feeds: Feeds, out: Path) -> Path:
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self._calls: Iterator[dict[str, np.ndarray]] = iter(feeds)
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            return next(self._calls, None)
+
+    out.mkdir(parents=True, exist_ok=True)
+    prepared = out / f"{source.stem}.prepared.onnx"
+    quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)  # fold, infer shapes
+    target = out / f"{source.stem}.int8.onnx"
+    quantize_static(
+        str(prepared),
+        str(target),
+        Reader(),
+        quant_format=QuantFormat.QDQ,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+        per_channel=True,
+        calibrate_method=CalibrationMethod.MinMax,
+    )
+    return target
+
+
+def scratch_dir() -> tempfile.TemporaryDirectory:
+    """Where the int8 graphs are written: sessions read them at creation, then they can go."""
+    return tempfile.TemporaryDirectory(prefix="dynalay-int8-")
