@@ -7,7 +7,7 @@ PORT   ?= 8000
 DATA   ?= data
 SHARED ?= ../shared/data
 
-.PHONY: install serve serve-staged serve-ray test lint format protos data train train-staged train-imdb evaluate bench-serve bench-engines bench-protocols bench-ray bench-connection-guard reliability reliability-soak report experiments clean
+.PHONY: install serve serve-staged serve-ray test lint format protos data train train-staged train-imdb evaluate bench-serve bench-peers bench-engines bench-protocols bench-ray bench-connection-guard reliability reliability-soak report experiments clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -106,6 +106,12 @@ experiments: $(STAMP)
 ## make bench-serve: both loop schedulings side by side under real-image load, and the raw engine
 bench-serve: $(STAMP)
 	$(PY) -m benchmarks.serve --model-dir checkpoints --out reports/bench_serve.json
+
+## make bench-peers: ours (fp32, and its defaults) against LitServe on the same checkpoint, the same
+## PNG uploads, 1 / 8 / 32 clients, new connections and keep-alive, interleaved rounds
+bench-peers: $(STAMP)
+	$(PY) -m benchmarks.peers --checkpoint checkpoints/cifar10 --data-dir $(DATA) \
+		--json reports/bench_peers.json
 
 ## make bench-engines [CHECKPOINT=checkpoints/cifar10]: the PyTorch and ONNX Runtime engines side by side,
 ## then every precision × layout of the PyTorch engine on CIFAR-10 test images (ratios to fp32 NCHW)
