@@ -118,9 +118,9 @@ def measure_round(
     return rows
 
 
-def accuracy(url: str, bodies: list[tuple[bytes, str]], labels: list[int]) -> float:
-    answers = asyncio.run(run_load(url, bodies, 8, 0, keep_alive=True, once=True))["answers"]
-    return float(np.mean([a == y for a, y in zip(answers, labels, strict=True)]))
+def answers(url: str, bodies: list[tuple[bytes, str]]) -> list[int]:
+    """The class index the server answers for each body (8 clients, each body once)."""
+    return asyncio.run(run_load(url, bodies, 8, 0, keep_alive=True, once=True))["answers"]
 
 
 # ---- the whole run ----------------------------------------------------------------------------
@@ -140,16 +140,18 @@ def main(argv: list[str] | None = None) -> int:
         "host": host("cpu"),
         "rounds": [],
         "accuracy": {},
+        "answers": {},  # class indices per server, first --accuracy-n images
     }
     print(f"cpu flags: {' '.join(report['host']['cpu_flags'])}")
     for round_index in range(args.rounds):
         order = names[round_index % len(names) :] + names[: round_index % len(names)]
         for name in order:  # rotated every round: no server always runs first or last
             with server_for(name, args.checkpoint)() as url:
-                if name not in report["accuracy"]:
+                if name not in report["answers"]:
                     n = args.accuracy_n
-                    report["accuracy"][name] = accuracy(url, bodies[:n], labels[:n])
-                    print(f"{name}: accuracy {report['accuracy'][name]:.4f} on {n} test PNGs")
+                    got = report["answers"][name] = answers(url, bodies[:n])
+                    score = report["accuracy"][name] = _accuracy(got, labels[:n])
+                    print(f"{name}: accuracy {score:.4f} on {n} test PNGs")
                 rows = measure_round(url, bodies[: args.images], concurrencies, args.seconds)
             for row in rows:
                 report["rounds"].append({"round": round_index, "server": name, **row})
@@ -166,6 +168,10 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _accuracy(answers: list[int], labels: list[int]) -> float:
+    return float(np.mean([a == y for a, y in zip(answers, labels, strict=True)]))
+
+
 def summarise(rounds: list[dict], names: list[str]) -> tuple[list[dict], list[dict]]:
     """Medians over rounds per (server, load); ours / LitServe answers/s per load and round."""
     loads = sorted({(r["concurrency"], r["connection"]) for r in rounds})
@@ -179,9 +185,17 @@ def summarise(rounds: list[dict], names: list[str]) -> tuple[list[dict], list[di
                 "server": name, "concurrency": concurrency, "connection": connection,
                 **{k: float(np.median([r[k] for r in mine])) for k in MEASURES},
             })  # fmt: skip
-        peer = {r["round"]: r["answers_per_s"] for r in same if r["server"] == "litserve"}
+        peer = {
+            r["round"]: r["answers_per_s"]
+            for r in same
+            if r["server"] == "litserve" and r["answers_per_s"] > 0
+        }
         for name in (n for n in names if n != "litserve" and peer):
-            per_round = [r["answers_per_s"] / peer[r["round"]] for r in same if r["server"] == name]
+            per_round = [
+                r["answers_per_s"] / peer[r["round"]]
+                for r in same
+                if r["server"] == name and r["round"] in peer
+            ]
             ratios.append({
                 "server": name, "concurrency": concurrency, "connection": connection,
                 "vs_litserve_median": float(np.median(per_round)),
