@@ -56,10 +56,10 @@ class OptimConfig:
     warmup_frac: float = 0.0  # share of backbone steps spent ramping up (onecycle)
     final_lr_frac: float = 0.0  # lr at the end as a share of the peak (onecycle/linear)
     grad_clip: float | None = None
-    # Lookahead averaging of the backbone weights (training/loop/lookahead.py); None: off.
+    # Lookahead averaging of the backbone weights (training/trainer/lookahead.py); None: off.
     lookahead: dict[str, float] | None = None
-    # lr multiple for the backbone's biases (training/loop/optim.py); the fast recipes train their
-    # BatchNorm shifts 64 × faster than the weights.
+    # lr multiple for the backbone's biases (training/trainer/optim.py); the fast recipes train
+    # their BatchNorm shifts 64 × faster than the weights.
     bias_lr_scale: float = 1.0
     agent_lr: float = 1e-3  # agent uses Adam at a constant rate, as in the thesis
 
@@ -92,7 +92,7 @@ class PhaseConfig:
     # BatchNorm statistics. Only the layers and the head train, so a stage that teaches a
     # finished net's layers to loop costs no stem gradient (its forward builds no graph).
     freeze_stem: bool = False
-    # Phase 1 as an anytime network: the objective (training/loop/anytime.py OBJECTIVES) over
+    # Phase 1 as an anytime network: the objective (training/trainer/anytime.py OBJECTIVES) over
     # loop_all's exit after each iteration, in place of the straight / looped losses above;
     # "" (the default) trains those.
     anytime: str = ""
@@ -102,7 +102,7 @@ class PhaseConfig:
             raise ValueError(f"loop_teacher must be one of {LOOP_TEACHERS}")
 
 
-POLICY_ESTIMATORS = ("self_critical", "all_actions")  # training.loop.steps.ESTIMATORS
+POLICY_ESTIMATORS = ("self_critical", "all_actions")  # training.trainer.steps.ESTIMATORS
 
 
 @dataclass(frozen=True)
@@ -116,8 +116,9 @@ class AgentConfig:
     # The reward's cost (training/evaluation/reward.py): "layers" (the thesis' layer evaluations
     # times k) or "macs" (multiply-adds executed, model/macs.py).
     cost: str = "layers"
-    # Policy-gradient estimator (training.loop.steps.ESTIMATORS): "self_critical" samples one action
-    # (REINFORCE, greedy baseline); "all_actions" measures all four, exact gradient of E_p[R].
+    # Policy-gradient estimator (training.trainer.steps.ESTIMATORS): "self_critical" samples one
+    # action (REINFORCE, greedy baseline); "all_actions" measures all four, exact gradient of
+    # E_p[R].
     estimator: str = "self_critical"
     # "all_actions" only: after each agent epoch the agent refits this many passes over the
     # epoch's cached (profile, every action's reward). Running every action is the costly part

@@ -26,7 +26,7 @@ from training.data.holdout import VAL_SIZE, split_holdout
 from training.evaluation.collect import collect
 from training.evaluation.metrics import full_metrics
 from training.evaluation.reward import cost_normalizer
-from training.loop.distributed import resolve_device
+from training.trainer.distributed import resolve_device
 
 
 def evaluate_checkpoint(

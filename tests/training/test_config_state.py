@@ -6,8 +6,8 @@ import torch
 from training.cli import build_parser
 from training.config import TrainConfig, load_config_file
 from training.fit_command import resolve_fit_config
-from training.loop.schedule import lr_factor
-from training.loop.state import flatten_optimizer, unflatten_optimizer
+from training.trainer.schedule import lr_factor
+from training.trainer.state import flatten_optimizer, unflatten_optimizer
 
 
 def _resolve(*argv):

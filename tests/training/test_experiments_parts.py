@@ -26,10 +26,10 @@ from training.experiments.page import write_page
 from training.experiments.registry import EXPERIMENTS
 from training.experiments.spec import MODES, available, load_recipe
 from training.experiments.timing import StepTimer, timed_training
-from training.loop import steps as steps_module
-from training.loop.optim import build_optimizers
-from training.loop.steps import StepContext
 from training.recipes import preset
+from training.trainer import steps as steps_module
+from training.trainer.optim import build_optimizers
+from training.trainer.steps import StepContext
 
 
 @pytest.fixture(autouse=True)

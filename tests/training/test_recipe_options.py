@@ -7,9 +7,9 @@ import torch
 
 from training.config import merge
 from training.fit import fit
-from training.loop.objective import cross_entropy
-from training.loop.session import build_net
 from training.recipes import preset
+from training.trainer.objective import cross_entropy
+from training.trainer.session import build_net
 
 
 def test_label_smoothing_mixes_the_target_with_the_uniform_distribution():

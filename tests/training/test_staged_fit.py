@@ -12,7 +12,7 @@ from model.network import build_model
 from training.cli import main
 from training.data.holdout import holdout_indices, split_holdout
 from training.data.split import ImageSplit
-from training.loop.anytime import OBJECTIVES, anytime_loss
+from training.trainer.anytime import OBJECTIVES, anytime_loss
 
 TINY = ["--model", "stage_widths=[8,16,16]", "--batch-size", "32", "--max-batches", "2"]
 

@@ -24,7 +24,7 @@ from training.config import TrainConfig, merge
 from training.experiments import deq_solver
 from training.experiments.forced import forced_step
 from training.experiments.timing import StepFn
-from training.loop.phases import backbone_epochs
+from training.trainer.phases import backbone_epochs
 
 NEVER = 10**9  # eval_every for forced arms: their per-epoch agent-path evaluation means nothing
 

@@ -61,7 +61,7 @@ def run_experiment(
     from training.experiments.output import write_results
     from training.experiments.registry import experiment_module
     from training.experiments.spec import load_recipe
-    from training.loop.distributed import init_runtime, shutdown
+    from training.trainer.distributed import init_runtime, shutdown
 
     recipe = load_recipe(name, mode, overrides)
     data = recipe.train.data

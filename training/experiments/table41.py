@@ -23,7 +23,7 @@ from training.experiments import markdown as md
 from training.experiments.context import Context
 from training.experiments.inference import InferenceResult, gate_policy
 from training.experiments.runner import ArmRun, train_arm
-from training.loop.phases import backbone_epochs
+from training.trainer.phases import backbone_epochs
 
 TITLE = "Table 4.1 — DynaLay against a plain model, loop_all, a solver DEQ, a gate, the oracle"
 TIMED = ("train_forward_seconds", "train_backward_seconds", "train_seconds", "ms_per_image")

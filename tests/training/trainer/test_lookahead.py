@@ -3,7 +3,7 @@
 import torch
 from torch import nn
 
-from training.loop.lookahead import Lookahead, LookaheadConfig
+from training.trainer.lookahead import Lookahead, LookaheadConfig
 
 
 def test_lookahead_pulls_the_weights_to_their_running_average():

@@ -6,8 +6,8 @@ from model.config import ModelConfig
 from model.network import build_model
 from training.config import OptimConfig, merge
 from training.fit import fit
-from training.loop.optim import build_optimizers, set_lr, stem_modules
 from training.recipes import preset
+from training.trainer.optim import build_optimizers, set_lr, stem_modules
 
 TINY = ModelConfig(stem="whiten-deep", width=16, stem_width=8, loop_convs=1, max_iter=4)
 

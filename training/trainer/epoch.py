@@ -1,4 +1,5 @@
-"""The epoch loop: batches → phase step → backward → (gradient average) → optimizer steps."""
+"""One epoch of the trainer: batches → phase step → backward → (gradient average) →
+optimizer steps."""
 
 from __future__ import annotations
 
@@ -10,12 +11,12 @@ import torch
 from tqdm import tqdm
 
 from model.actions import ACTIONS
-from training.loop.distributed import Runtime, average_gradients
-from training.loop.lookahead import Lookahead, LookaheadConfig
-from training.loop.optim import set_lr, stem_to_eval
-from training.loop.phases import trains_agent, trains_backbone
-from training.loop.schedule import lr_factor
-from training.loop.steps import STEPS, StepContext, StepFn
+from training.trainer.distributed import Runtime, average_gradients
+from training.trainer.lookahead import Lookahead, LookaheadConfig
+from training.trainer.optim import set_lr, stem_to_eval
+from training.trainer.phases import trains_agent, trains_backbone
+from training.trainer.schedule import lr_factor
+from training.trainer.steps import STEPS, StepContext, StepFn
 
 
 @dataclass

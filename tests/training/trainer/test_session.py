@@ -4,8 +4,8 @@ from dataclasses import replace
 
 from model.checkpoint import load_checkpoint
 from training.config import TrainConfig
-from training.loop.distributed import init_runtime
-from training.loop.session import Progress, open_session, train_epoch
+from training.trainer.distributed import init_runtime
+from training.trainer.session import Progress, open_session, train_epoch
 
 
 class EpochRecorder:

@@ -1,6 +1,6 @@
 """One training run's state and its steps: build the session, train an epoch, evaluate.
 
-The public face of the training loop. `training.fit` strings these together into a resumable
+The public face of the trainer. `training.fit` strings these together into a resumable
 run that ends in a checkpoint; the experiments call them as they are, passing their own step
 table (`steps`) where they time or force the phase steps.
 """
@@ -26,12 +26,12 @@ from training.data.prepared import BatchSource, PreparedData
 from training.evaluation.collect import collect
 from training.evaluation.metrics import agent_summary, full_metrics
 from training.evaluation.reward import cost_normalizer
-from training.loop.distributed import Runtime
-from training.loop.epoch import EpochPlan, run_epoch
-from training.loop.optim import build_optimizers, freeze_stem
-from training.loop.phases import backbone_epochs, phase_of
-from training.loop.state import load_state, save_state
-from training.loop.steps import STEPS, StepContext, StepFn, replay_agent
+from training.trainer.distributed import Runtime
+from training.trainer.epoch import EpochPlan, run_epoch
+from training.trainer.optim import build_optimizers, freeze_stem
+from training.trainer.phases import backbone_epochs, phase_of
+from training.trainer.state import load_state, save_state
+from training.trainer.steps import STEPS, StepContext, StepFn, replay_agent
 
 
 @dataclass
@@ -184,7 +184,7 @@ def train_epoch(
 ) -> dict[str, Any]:
     """Trains one epoch, evaluates if due, appends the record to progress.history.
 
-    steps: the phase → step function table (default training.loop.steps.STEPS); callers that
+    steps: the phase → step function table (default training.trainer.steps.STEPS); callers that
     time or force the steps pass their own."""
     cfg = s.cfg
     phase = phase_of(epoch, cfg.phases)
