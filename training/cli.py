@@ -12,7 +12,7 @@ import importlib
 # name → (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "fit": ("training.fit_command", "train a model (three phases) into a checkpoint"),
-    "evaluate": ("training.evaluate", "evaluate a checkpoint, write metrics.json"),
+    "evaluate": ("training.evaluate_command", "evaluate a checkpoint, write metrics.json"),
     "report": ("training.report", "figures + JSON from checkpoints / run dirs"),
     "export-onnx": ("training.export_onnx", "export the checkpoint's parts to ONNX (verified)"),
     "loop-study": ("training.loop_study", "compare loop designs: forced, oracle, gate, iterations"),

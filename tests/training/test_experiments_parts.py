@@ -16,15 +16,15 @@ from training.cli import main
 from training.evaluation.collect import collect
 from training.evaluation.gate import gate_sweep
 from training.experiments import arms, deq_solver
-from training.experiments.inference import (
+from training.experiments.page import write_page
+from training.experiments.registry import EXPERIMENTS
+from training.experiments.spec import MODES, available, load_recipe
+from training.experiments.timed_inference import (
     agent_policy,
     forced_policy,
     gate_policy,
     timed_inference,
 )
-from training.experiments.page import write_page
-from training.experiments.registry import EXPERIMENTS
-from training.experiments.spec import MODES, available, load_recipe
 from training.experiments.timing import StepTimer, timed_training
 from training.recipes import preset
 from training.trainer import steps as steps_module

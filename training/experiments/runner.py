@@ -18,7 +18,7 @@ from model.network import DynaLayNet
 from training.config import TrainConfig
 from training.experiments.arms import Arm
 from training.experiments.context import Context
-from training.experiments.inference import (
+from training.experiments.timed_inference import (
     InferenceResult,
     Policy,
     agent_policy,

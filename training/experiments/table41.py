@@ -21,8 +21,8 @@ from training.evaluation.tradeoff import plot_tradeoff
 from training.experiments import arms, thesis
 from training.experiments import markdown as md
 from training.experiments.context import Context
-from training.experiments.inference import InferenceResult, gate_policy
 from training.experiments.runner import ArmRun, train_arm
+from training.experiments.timed_inference import InferenceResult, gate_policy
 from training.trainer.phases import backbone_epochs
 
 TITLE = "Table 4.1 — DynaLay against a plain model, loop_all, a solver DEQ, a gate, the oracle"

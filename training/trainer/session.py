@@ -21,8 +21,8 @@ from model.network import DynaLayNet, build_model
 from training.config import TrainConfig
 from training.data.augment import normalize
 from training.data.batches import BatchIterator, Shard
+from training.data.fit_data import BatchSource, PreparedData
 from training.data.prepare import prepare_data
-from training.data.prepared import BatchSource, PreparedData
 from training.evaluation.collect import collect
 from training.evaluation.metrics import agent_summary, full_metrics
 from training.evaluation.reward import cost_normalizer
