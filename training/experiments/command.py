@@ -1,7 +1,7 @@
 """`python -m training experiment NAME ...`: argument parsing and one experiment's run.
 
-Kept light to import: training.cli builds its parser with it; the experiments themselves (and
-matplotlib) are imported only when one runs.
+Kept light to import (`experiment --help` builds its parser from it); the experiments
+themselves (and matplotlib) are imported only when one runs.
 """
 
 from __future__ import annotations
