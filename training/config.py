@@ -3,6 +3,8 @@ training/recipes/.
 
 A config is plain data: it round-trips through JSON (`to_dict` / `TrainConfig.from_dict`, unknown
 keys rejected) and is stored in the checkpoint's `train` record and the resumable run state.
+Keys renamed since (RENAMED_KEYS) are read under their new names, so older checkpoints, run
+states and config files keep loading.
 """
 
 from __future__ import annotations
@@ -69,7 +71,7 @@ LOOP_TEACHERS = ("none", "flip")
 
 @dataclass(frozen=True)
 class PhaseConfig:
-    warmup_epochs: int = 20  # phase 1: backbone only, every action trained
+    backbone_epochs: int = 20  # phase 1 ("backbone"): backbone only, every action trained
     agent_epochs: int = 20  # phase 2: agent only, backbone frozen
     joint_epochs: int = 60  # phase 3: both (thesis: 100 epochs in all)
     # Backbone loss = straight_weight·CE(straight) + loop_weight·CE(looped action). Measured on
@@ -169,7 +171,7 @@ class TrainConfig:
     @property
     def total_epochs(self) -> int:
         p = self.phases
-        return p.warmup_epochs + p.agent_epochs + p.joint_epochs
+        return p.backbone_epochs + p.agent_epochs + p.joint_epochs
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -178,6 +180,10 @@ class TrainConfig:
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
         return merge(cls(), d)
 
+
+# Config keys renamed after checkpoints were written with them: section → {old: new}. Phase 1
+# was `warmup_epochs`, but "warmup" is also the lr ramp (OptimConfig.warmup_frac).
+RENAMED_KEYS: dict[str, dict[str, str]] = {"phases": {"warmup_epochs": "backbone_epochs"}}
 
 SECTIONS: dict[str, type] = {
     "data": DataConfig,
@@ -217,8 +223,21 @@ def load_config_file(path: Path, base: TrainConfig | None = None) -> TrainConfig
 
 
 def _replace_section(section: Any, values: dict[str, Any], name: str) -> Any:
+    values = renamed_keys(values, name)
     known = {f.name for f in dataclasses.fields(section)}
     unknown = set(values) - known
     if unknown:
         raise ValueError(f"unknown {name} config keys {sorted(unknown)}; expected {sorted(known)}")
     return dataclasses.replace(section, **values)
+
+
+def renamed_keys(values: dict[str, Any], section: str) -> dict[str, Any]:
+    """values with the section's old key names replaced by the new ones (RENAMED_KEYS)."""
+    out = dict(values)
+    for old, new in RENAMED_KEYS.get(section, {}).items():
+        if old not in out:
+            continue
+        if new in out:
+            raise ValueError(f"{section} config names both {old!r} and its new name {new!r}")
+        out[new] = out.pop(old)
+    return out

@@ -100,7 +100,7 @@ def test_forced_arms_share_dynalays_backbone_budget():
     cfg = load_recipe("table41", "full").train
     forced = arms.loop_all().config(cfg)
     p = cfg.phases
-    assert forced.total_epochs == p.warmup_epochs + p.joint_epochs
+    assert forced.total_epochs == p.backbone_epochs + p.joint_epochs
     assert forced.optim == cfg.optim and forced.seed == cfg.seed and forced.data == cfg.data
 
 

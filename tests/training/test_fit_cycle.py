@@ -17,7 +17,7 @@ def test_fit_writes_a_loadable_checkpoint_with_history(trained):
     ckpt = load_checkpoint(trained["out"])
     assert ckpt.name == "ckpt" and len(ckpt.classes) == 10
     assert ckpt.preprocessing["kind"] == "image" and len(ckpt.preprocessing["mean"]) == 3
-    assert ckpt.train["config"]["phases"]["warmup_epochs"] == 1
+    assert ckpt.train["config"]["phases"]["backbone_epochs"] == 1
     assert set(CHECKS) <= set(ckpt.metrics)
     history = json.loads((trained["out"] / "history.json").read_text())
     assert [r["phase"] for r in history] == ["backbone", "agent", "joint"]

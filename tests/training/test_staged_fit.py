@@ -45,7 +45,7 @@ def staged_runs(tmp_path_factory, cifar10_dir):
     base, agent = root / "base", root / "agent"
     common = ["--dataset", "cifar10", "--data-dir", str(cifar10_dir), "--quiet", "--validation",
               "32", "--threads", "1", *TINY]  # fmt: skip
-    argv = ["fit", "--preset", "staged", "--warmup-epochs", "1", "--out", str(base)]
+    argv = ["fit", "--preset", "staged", "--backbone-epochs", "1", "--out", str(base)]
     assert main([*argv, "--run-dir", str(root / "base-run"), *common]) == 0
     argv = ["fit", "--preset", "staged-agent", "--init-from", str(base), "--out", str(agent)]
     assert main([*argv, "--run-dir", str(root / "agent-run"), *common]) == 0

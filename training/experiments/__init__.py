@@ -10,5 +10,6 @@ reports/<name>/results.json and PNGs, naming the hardware and the exact command.
 
 Files: spec (configs → recipes), arms (the compared models), runner (training one arm through
 training.fit's session and epoch code), timing (forward/backward split), timed_inference
-(timed test passes), deq_solver (the torchdeq baseline), one module per experiment, page (the README).
+(timed test passes), deq_solver (the torchdeq baseline), one module per experiment, page (the
+README).
 """

@@ -25,8 +25,11 @@ class EpochPlan:
     epoch: int  # 0-based
     total_epochs: int
     n_batches: int
-    backbone_step: int  # backbone optimizer steps taken before this epoch
-    backbone_total: int  # backbone steps over the whole run (for the lr schedule)
+    # Backbone optimiser updates (one per batch of a phase that trains it): before this epoch,
+    # and over the whole run, for the lr schedule. Counted apart from the phase *steps* (the
+    # step functions of steps.py), which the agent phase runs without updating the backbone.
+    backbone_updates: int
+    backbone_updates_total: int
 
 
 def run_epoch(
@@ -38,7 +41,7 @@ def run_epoch(
     quiet: bool = False,
     steps: dict[str, StepFn] = STEPS,
 ) -> tuple[dict, int]:
-    """Trains one epoch with steps[plan.phase]; returns (epoch log, backbone steps so far)."""
+    """Trains one epoch with steps[plan.phase]; returns (epoch log, backbone updates so far)."""
     o = ctx.cfg.optim
     step_fn = steps[plan.phase]
     ctx.net.train()
@@ -56,13 +59,13 @@ def run_epoch(
         leave=False,
         dynamic_ncols=True,
     )
-    step = plan.backbone_step
+    updates = plan.backbone_updates
     lr = optimizers["backbone"].param_groups[0]["lr"]
     lookahead = _lookahead(ctx, plan.phase)
     for x, y in bar:
         if trains_backbone(plan.phase):
             lr = o.lr * lr_factor(
-                step, plan.backbone_total, o.schedule, o.warmup_frac, o.final_lr_frac
+                updates, plan.backbone_updates_total, o.schedule, o.warmup_frac, o.final_lr_frac
             )
             set_lr(optimizers["backbone"], lr)
         for opt in optimizers.values():
@@ -72,9 +75,9 @@ def run_epoch(
         result.loss.backward()
         _apply(ctx, optimizers, plan.phase, runtime)
         if trains_backbone(plan.phase):
-            step += 1
+            updates += 1
             if lookahead:
-                lookahead.after_step(step, plan.backbone_total)
+                lookahead.after_update(updates, plan.backbone_updates_total)
         for key, value in result.stats.items():
             sums[key] += value
         greedy_counts += torch.bincount(result.greedy.cpu(), minlength=n_actions)
@@ -92,7 +95,7 @@ def run_epoch(
     sampled = {n: log.pop(f"sampled_{a}") for a, n in enumerate(ACTIONS) if f"sampled_{a}" in log}
     if sampled:
         log["sampled_action_frequencies"] = sampled
-    return log, step
+    return log, updates
 
 
 def _autocast(precision: str, device: torch.device) -> torch.autocast:

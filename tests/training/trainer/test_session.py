@@ -25,7 +25,7 @@ class EpochRecorder:
 def _stage_after(trained, tmp_path, epochs_of_stage=1):
     first = load_checkpoint(trained["out"]).train
     config = {**first["config"], "init_from": str(trained["out"])}
-    config["phases"] = {**config["phases"], "warmup_epochs": epochs_of_stage}
+    config["phases"] = {**config["phases"], "backbone_epochs": epochs_of_stage}
     config["phases"].update(agent_epochs=0, joint_epochs=0)
     cfg = TrainConfig.from_dict(config)
     return first, open_session(cfg, init_runtime(cfg.device, cfg.threads), tmp_path / "run")
