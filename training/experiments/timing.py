@@ -5,7 +5,8 @@ average/clip → optimizer.step(). So the forward is the step function's duratio
 and the backward runs from its return to the first optimizer step (an optimizer step pre-hook),
 which also holds the gradient average (a no-op in one process) and clipping. The rest of the
 epoch time (augmentation, optimizer steps, logging) is reported as `other`. On CUDA every mark
-synchronises, so queued kernels are charged to the stage that launched them.
+synchronises, so queued kernels are charged to the section (forward, backward) that launched
+them.
 """
 
 from __future__ import annotations
