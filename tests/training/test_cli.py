@@ -24,7 +24,7 @@ def _run_training(argv: list[str], cwd: Path) -> tuple[str, set[str]]:
         env=env,
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=900,  # seconds in CI; minutes on a 2-core box shared with a training run
     )
     assert done.returncode == 0, done.stderr[-4000:]
     # importtime writes "import time: self | cumulative | dotted.name" per module to stderr
@@ -53,6 +53,7 @@ def test_help_imports_no_command(tmp_path):
 
 def test_fit_dry_run_imports_only_the_fit(tmp_path):
     argv = ["fit", "--dry-run", "--epochs", "1,0,0", "--max-batches", "1", "--quiet"]
+    argv += ["--synthetic-size", "32"]  # one batch to train, one to evaluate
     argv += ["--out", str(tmp_path / "ckpt"), "--run-dir", str(tmp_path / "run")]
     _, modules = _run_training(argv, tmp_path)
     assert (tmp_path / "ckpt" / "manifest.json").is_file()  # it trained and wrote a checkpoint
