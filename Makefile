@@ -81,7 +81,7 @@ train-staged: $(STAMP)
 		--out models/cifar10-staged --run-dir runs/staged/agent-run
 	$(PY) scripts/calibration_set.py models/cifar10-staged --data-dir $(DATA)
 
-## make train-imdb: retrain the embedded IMDB default on CPU, three stages (see README "Training")
+## make train-imdb: retrain the embedded IMDB default on CPU, three stages (see docs/training.md)
 train-imdb: $(STAMP)
 	$(PY) -m training fit --preset text-cpu --dataset imdb --data-dir $(DATA) \
 		--out runs/imdb-base/ckpt --run-dir runs/imdb-base/run

@@ -40,7 +40,7 @@ from model.network import ModuleParts, anytime_logits, tta_logits
 from training.data import load_split
 from training.data.augment import normalize
 from training.data.holdout import split_holdout
-from training.evaluate import evaluate_checkpoint
+from training.evaluation.checkpoint_eval import evaluate_checkpoint
 
 THRESHOLDS = (0.0, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99, 0.995, 1.01)
 

@@ -8,7 +8,7 @@ the 5,000 held-out validation images (`training.data.holdout`), with an exit (th
 after every sweep of all three stages, for the same epochs, and is scored on the validation
 split at 1..8 sweeps of every stage prefix (loop_l1: stage 1 swept n times then stages 2-3 once
 more, loop_l1_l2, loop_all). The test set is not read. The designs are the anytime objectives of
-training/loop/anytime.py; they differ only in the loss over the exits:
+training/trainer/anytime.py; they differ only in the loss over the exits:
 
 - equal: mean cross-entropy over exits 1..4;
 - growing: exit t weighted t / Σt (T = 4);
@@ -42,7 +42,7 @@ from training.data import load_split
 from training.data.augment import normalize, random_crop, random_flip
 from training.data.holdout import split_holdout
 from training.data.stats import channel_stats
-from training.loop.anytime import OBJECTIVES, anytime_loss
+from training.trainer.anytime import OBJECTIVES, anytime_loss
 
 LABEL_SMOOTHING = 0.1
 BUDGETS = tuple(range(1, 9))

@@ -3,6 +3,8 @@ training/recipes/.
 
 A config is plain data: it round-trips through JSON (`to_dict` / `TrainConfig.from_dict`, unknown
 keys rejected) and is stored in the checkpoint's `train` record and the resumable run state.
+Keys renamed since (RENAMED_KEYS) are read under their new names, so older checkpoints, run
+states and config files keep loading.
 """
 
 from __future__ import annotations
@@ -56,10 +58,10 @@ class OptimConfig:
     warmup_frac: float = 0.0  # share of backbone steps spent ramping up (onecycle)
     final_lr_frac: float = 0.0  # lr at the end as a share of the peak (onecycle/linear)
     grad_clip: float | None = None
-    # Lookahead averaging of the backbone weights (training/loop/lookahead.py); None: off.
+    # Lookahead averaging of the backbone weights (training/trainer/lookahead.py); None: off.
     lookahead: dict[str, float] | None = None
-    # lr multiple for the backbone's biases (training/loop/optim.py); the fast recipes train their
-    # BatchNorm shifts 64 × faster than the weights.
+    # lr multiple for the backbone's biases (training/trainer/optim.py); the fast recipes train
+    # their BatchNorm shifts 64 × faster than the weights.
     bias_lr_scale: float = 1.0
     agent_lr: float = 1e-3  # agent uses Adam at a constant rate, as in the thesis
 
@@ -69,7 +71,7 @@ LOOP_TEACHERS = ("none", "flip")
 
 @dataclass(frozen=True)
 class PhaseConfig:
-    warmup_epochs: int = 20  # phase 1: backbone only, every action trained
+    backbone_epochs: int = 20  # phase 1 ("backbone"): backbone only, every action trained
     agent_epochs: int = 20  # phase 2: agent only, backbone frozen
     joint_epochs: int = 60  # phase 3: both (thesis: 100 epochs in all)
     # Backbone loss = straight_weight·CE(straight) + loop_weight·CE(looped action). Measured on
@@ -92,7 +94,7 @@ class PhaseConfig:
     # BatchNorm statistics. Only the layers and the head train, so a stage that teaches a
     # finished net's layers to loop costs no stem gradient (its forward builds no graph).
     freeze_stem: bool = False
-    # Phase 1 as an anytime network: the objective (training/loop/anytime.py OBJECTIVES) over
+    # Phase 1 as an anytime network: the objective (training/trainer/anytime.py OBJECTIVES) over
     # loop_all's exit after each iteration, in place of the straight / looped losses above;
     # "" (the default) trains those.
     anytime: str = ""
@@ -102,7 +104,7 @@ class PhaseConfig:
             raise ValueError(f"loop_teacher must be one of {LOOP_TEACHERS}")
 
 
-POLICY_ESTIMATORS = ("self_critical", "all_actions")  # training.loop.steps.ESTIMATORS
+POLICY_ESTIMATORS = ("self_critical", "all_actions")  # training.trainer.steps.ESTIMATORS
 
 
 @dataclass(frozen=True)
@@ -116,8 +118,9 @@ class AgentConfig:
     # The reward's cost (training/evaluation/reward.py): "layers" (the thesis' layer evaluations
     # times k) or "macs" (multiply-adds executed, model/macs.py).
     cost: str = "layers"
-    # Policy-gradient estimator (training.loop.steps.ESTIMATORS): "self_critical" samples one action
-    # (REINFORCE, greedy baseline); "all_actions" measures all four, exact gradient of E_p[R].
+    # Policy-gradient estimator (training.trainer.steps.ESTIMATORS): "self_critical" samples one
+    # action (REINFORCE, greedy baseline); "all_actions" measures all four, exact gradient of
+    # E_p[R].
     estimator: str = "self_critical"
     # "all_actions" only: after each agent epoch the agent refits this many passes over the
     # epoch's cached (profile, every action's reward). Running every action is the costly part
@@ -168,7 +171,7 @@ class TrainConfig:
     @property
     def total_epochs(self) -> int:
         p = self.phases
-        return p.warmup_epochs + p.agent_epochs + p.joint_epochs
+        return p.backbone_epochs + p.agent_epochs + p.joint_epochs
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -177,6 +180,10 @@ class TrainConfig:
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
         return merge(cls(), d)
 
+
+# Config keys renamed after checkpoints were written with them: section → {old: new}. Phase 1
+# was `warmup_epochs`, but "warmup" is also the lr ramp (OptimConfig.warmup_frac).
+RENAMED_KEYS: dict[str, dict[str, str]] = {"phases": {"warmup_epochs": "backbone_epochs"}}
 
 SECTIONS: dict[str, type] = {
     "data": DataConfig,
@@ -216,8 +223,21 @@ def load_config_file(path: Path, base: TrainConfig | None = None) -> TrainConfig
 
 
 def _replace_section(section: Any, values: dict[str, Any], name: str) -> Any:
+    values = renamed_keys(values, name)
     known = {f.name for f in dataclasses.fields(section)}
     unknown = set(values) - known
     if unknown:
         raise ValueError(f"unknown {name} config keys {sorted(unknown)}; expected {sorted(known)}")
     return dataclasses.replace(section, **values)
+
+
+def renamed_keys(values: dict[str, Any], section: str) -> dict[str, Any]:
+    """values with the section's old key names replaced by the new ones (RENAMED_KEYS)."""
+    out = dict(values)
+    for old, new in RENAMED_KEYS.get(section, {}).items():
+        if old not in out:
+            continue
+        if new in out:
+            raise ValueError(f"{section} config names both {old!r} and its new name {new!r}")
+        out[new] = out.pop(old)
+    return out

@@ -3,7 +3,7 @@
 Files: the checkpoint goes to `out` (model.checkpoint.save_checkpoint, with history.json as an
 extra file); the run directory (default runs/<out name>-seed<seed>) holds the resumable state
 and history.json after every epoch. Re-running the same command continues where it stopped.
-The loop itself is training.loop.session's public API.
+The trainer itself is training.trainer.session's public API.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ import torch
 
 from model.checkpoint import save_checkpoint
 from training.config import TrainConfig
-from training.loop.distributed import Runtime, barrier, init_runtime, shutdown
-from training.loop.phases import trains_backbone
-from training.loop.session import (
+from training.trainer.distributed import Runtime, barrier, init_runtime, shutdown
+from training.trainer.phases import trains_backbone
+from training.trainer.session import (
     Progress,
     Session,
     final_metrics,
@@ -30,7 +30,7 @@ from training.loop.session import (
     save_progress,
     train_epoch,
 )
-from training.loop.state import has_state
+from training.trainer.state import has_state
 
 
 @dataclass(frozen=True)

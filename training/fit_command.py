@@ -1,7 +1,7 @@
 """`python -m training fit`: the command line of training.fit.
 
 fit's flags are generated from the config dataclasses (one flag per field, e.g. --lr,
---batch-size, --warmup-epochs, --beta, --no-flip), applied in this order:
+--batch-size, --backbone-epochs, --beta, --no-flip), applied in this order:
 preset (--preset, default thesis) → --config FILE (JSON) → --dry-run → explicit flags.
 """
 
@@ -15,7 +15,7 @@ import typing
 from pathlib import Path
 from typing import Any
 
-from training.config import SECTIONS, TrainConfig, load_config_file, merge
+from training.config import RENAMED_KEYS, SECTIONS, TrainConfig, load_config_file, merge
 from training.recipes import preset, recipe, recipe_names
 
 _TOP_LEVEL = (
@@ -40,7 +40,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--preset", default="thesis", choices=recipe_names())
     p.add_argument("--config", type=Path, help="JSON file with any subset of the config")
-    p.add_argument("--epochs", help="N (total, split like the preset) or W,A,J per phase")
+    p.add_argument(
+        "--epochs", help="N (total, split like the preset) or B,A,J (backbone, agent, joint)"
+    )
     p.add_argument("--width", type=int, help="model width (shortcut for --model width=N)")
     p.add_argument(
         "--model",
@@ -56,10 +58,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     seen: set[str] = set()
     for section, cls in SECTIONS.items():
         for f, typ in _fields(cls):
-            _add_field(p, f"{section}.{f}", f, typ, seen)
+            _add_field(p, f"{section}.{f}", [f, *_old_names(section, f)], typ, seen)
     for f, typ in _fields(TrainConfig):
         if f in _TOP_LEVEL:
-            _add_field(p, f, f, typ, seen)
+            _add_field(p, f, [f], typ, seen)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -78,18 +80,23 @@ def _fields(cls: type) -> list[tuple[str, Any]]:
     return [(f.name, hints[f.name]) for f in dataclasses.fields(cls)]
 
 
-def _add_field(p, dest: str, name: str, typ: Any, seen: set[str]) -> None:
-    flag = "--" + name.replace("_", "-")
-    assert flag not in seen, f"duplicate flag {flag}"
-    seen.add(flag)
+def _old_names(section: str, name: str) -> list[str]:
+    """The field's names before a rename: their flags still work, like their JSON keys."""
+    return [old for old, new in RENAMED_KEYS.get(section, {}).items() if new == name]
+
+
+def _add_field(p, dest: str, names: list[str], typ: Any, seen: set[str]) -> None:
+    flags = ["--" + name.replace("_", "-") for name in names]
+    assert not seen & set(flags), f"duplicate flag in {flags}"
+    seen.update(flags)
     base, optional = _unwrap(typ)
     if base is dict:
         return
     kw: dict[str, Any] = {"dest": dest, "default": argparse.SUPPRESS}
     if base is bool:
-        p.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)
+        p.add_argument(*flags, action=argparse.BooleanOptionalAction, **kw)
     else:
-        p.add_argument(flag, type=_parser(base, optional), metavar=base.__name__.upper(), **kw)
+        p.add_argument(*flags, type=_parser(base, optional), metavar=base.__name__.upper(), **kw)
 
 
 def _unwrap(typ: Any) -> tuple[type, bool]:
@@ -156,14 +163,14 @@ def _dry_run(cfg: TrainConfig, flags: dict[str, Any]) -> TrainConfig:
 def _epochs(text: str, cfg: TrainConfig) -> dict[str, int]:
     parts = [int(v) for v in text.split(",")]
     if len(parts) == 3:
-        return dict(zip(("warmup_epochs", "agent_epochs", "joint_epochs"), parts, strict=True))
+        return dict(zip(("backbone_epochs", "agent_epochs", "joint_epochs"), parts, strict=True))
     if len(parts) != 1:
-        raise SystemExit("--epochs takes N or W,A,J")
+        raise SystemExit("--epochs takes N or B,A,J")
     p, total = cfg.phases, parts[0]
-    share = [p.warmup_epochs, p.agent_epochs, p.joint_epochs]
+    share = [p.backbone_epochs, p.agent_epochs, p.joint_epochs]
     scaled = [max(1, round(total * s / max(sum(share), 1))) for s in share]
     scaled[0] = max(1, total - scaled[1] - scaled[2])
-    return dict(zip(("warmup_epochs", "agent_epochs", "joint_epochs"), scaled, strict=True))
+    return dict(zip(("backbone_epochs", "agent_epochs", "joint_epochs"), scaled, strict=True))
 
 
 def _parse_kv(text: str) -> tuple[str, Any]:

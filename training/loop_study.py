@@ -2,9 +2,9 @@
 
 Compares loop designs trained from one backbone: for each checkpoint the agent, the straight
 pass, every forced action, the per-sample oracle and the confidence gate at the agent's
-compute (training.evaluate), plus accuracy against a fixed iteration count for each looped
-action (the solver run exactly n times, tolerance 0). Writes results.json, a markdown table
-(table.md) and accuracy_vs_iterations.png into --out.
+compute (training.evaluation.checkpoint_eval), plus accuracy against a fixed iteration count
+for each looped action (the solver run exactly n times, tolerance 0). Writes results.json, a
+markdown table (table.md) and accuracy_vs_iterations.png into --out.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from model.actions import ACTIONS, N_LOOP_ACTIONS, THESIS_ACTIONS
 from model.checkpoint import load_checkpoint
 from training.data import load_split
 from training.data.batches import BatchIterator
-from training.evaluate import evaluate_checkpoint
+from training.evaluation.checkpoint_eval import evaluate_checkpoint
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -1,6 +1,6 @@
 """deploy/ray against the code it deploys: the Serve config and the KubeRay RayService validate
 with Ray Serve's own schema, import the real application builder, set only settings that
-exist, and install the proxy's lost-replica answer; the README documents every Ray setting.
+exist, and install the proxy's lost-replica answer; docs/ray.md documents every Ray setting.
 (`serve run deploy/ray/serve.yaml` was run by hand on a local cluster; no cluster here.)"""
 
 from __future__ import annotations
@@ -78,8 +78,8 @@ def test_the_ray_image_sets_the_proxy_callback_and_the_model_dir():
     assert f"DYNALAY_MODEL_DIR={model_dir['DYNALAY_MODEL_DIR']}" in text
 
 
-def test_the_readme_documents_every_ray_setting():
-    readme = (REPO / "README.md").read_text()
+def test_the_ray_page_documents_every_ray_setting():
+    readme = (REPO / "docs" / "ray.md").read_text()
     missing = [
         f"DYNALAY_RAY_{f.upper()}"
         for f in RaySettings.model_fields

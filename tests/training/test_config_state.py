@@ -6,19 +6,19 @@ import torch
 from training.cli import build_parser
 from training.config import TrainConfig, load_config_file
 from training.fit_command import resolve_fit_config
-from training.loop.schedule import lr_factor
-from training.loop.state import flatten_optimizer, unflatten_optimizer
+from training.trainer.schedule import lr_factor
+from training.trainer.state import flatten_optimizer, unflatten_optimizer
 
 
 def _resolve(*argv):
-    return resolve_fit_config(build_parser().parse_args(["fit", "--out", "x/cifar10", *argv]))
+    return resolve_fit_config(build_parser("fit").parse_args(["fit", "--out", "x/cifar10", *argv]))
 
 
 def test_thesis_defaults():
     cfg = _resolve()
     assert (cfg.optim.optimizer, cfg.optim.lr, cfg.optim.batch_size) == ("adam", 1e-3, 64)
     assert (cfg.agent.alpha, cfg.agent.beta, cfg.agent.gamma) == (0.5, 0.3, 0.2)
-    assert cfg.phases.warmup_epochs == 20 and cfg.name == "cifar10"
+    assert cfg.phases.backbone_epochs == 20 and cfg.name == "cifar10"
     assert TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
 
 
@@ -45,7 +45,8 @@ def test_flags_override_preset_and_config_file(tmp_path):
     assert (cfg.optim.lr, cfg.optim.batch_size, cfg.seed) == (0.1, 128, 3)
     assert cfg.optim.optimizer == "sgd" and cfg.data.flip is False
     assert cfg.model["backward"] == "implicit" and cfg.model["width"] == 32
-    assert (cfg.phases.warmup_epochs, cfg.phases.agent_epochs, cfg.phases.joint_epochs) == (2, 1, 1)
+    p = cfg.phases
+    assert (p.backbone_epochs, p.agent_epochs, p.joint_epochs) == (2, 1, 1)
 
 
 def test_unknown_config_keys_are_rejected(tmp_path):

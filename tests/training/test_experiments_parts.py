@@ -16,20 +16,20 @@ from training.cli import main
 from training.evaluation.collect import collect
 from training.evaluation.gate import gate_sweep
 from training.experiments import arms, deq_solver
-from training.experiments.inference import (
+from training.experiments.page import write_page
+from training.experiments.registry import EXPERIMENTS
+from training.experiments.spec import MODES, available, load_recipe
+from training.experiments.timed_inference import (
     agent_policy,
     forced_policy,
     gate_policy,
     timed_inference,
 )
-from training.experiments.page import write_page
-from training.experiments.registry import EXPERIMENTS
-from training.experiments.spec import MODES, available, load_recipe
 from training.experiments.timing import StepTimer, timed_training
-from training.loop import steps as steps_module
-from training.loop.optim import build_optimizers
-from training.loop.steps import StepContext
 from training.recipes import preset
+from training.trainer import steps as steps_module
+from training.trainer.optim import build_optimizers
+from training.trainer.steps import StepContext
 
 
 @pytest.fixture(autouse=True)
@@ -100,7 +100,7 @@ def test_forced_arms_share_dynalays_backbone_budget():
     cfg = load_recipe("table41", "full").train
     forced = arms.loop_all().config(cfg)
     p = cfg.phases
-    assert forced.total_epochs == p.warmup_epochs + p.joint_epochs
+    assert forced.total_epochs == p.backbone_epochs + p.joint_epochs
     assert forced.optim == cfg.optim and forced.seed == cfg.seed and forced.data == cfg.data
 
 

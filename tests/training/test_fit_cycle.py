@@ -8,7 +8,7 @@ from safetensors.torch import load_file
 
 from model.checkpoint import load_checkpoint
 from training.cli import main
-from training.loop import epoch as trainer
+from training.trainer import epoch as trainer
 
 CHECKS = ("accuracy", "mean_layer_evaluations", "action_frequencies", "forced", "oracle", "gate")
 
@@ -17,7 +17,7 @@ def test_fit_writes_a_loadable_checkpoint_with_history(trained):
     ckpt = load_checkpoint(trained["out"])
     assert ckpt.name == "ckpt" and len(ckpt.classes) == 10
     assert ckpt.preprocessing["kind"] == "image" and len(ckpt.preprocessing["mean"]) == 3
-    assert ckpt.train["config"]["phases"]["warmup_epochs"] == 1
+    assert ckpt.train["config"]["phases"]["backbone_epochs"] == 1
     assert set(CHECKS) <= set(ckpt.metrics)
     history = json.loads((trained["out"] / "history.json").read_text())
     assert [r["phase"] for r in history] == ["backbone", "agent", "joint"]
@@ -85,12 +85,12 @@ def test_interrupted_fit_resumes_from_the_saved_epoch(tmp_path, cifar10_dir, mon
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr("training.loop.session.run_epoch", crash_on_second_epoch)
+    monkeypatch.setattr("training.trainer.session.run_epoch", crash_on_second_epoch)
     with pytest.raises(KeyboardInterrupt):
         main(argv)
     first = json.loads((tmp_path / "run" / "history.json").read_text())
     assert len(first) == 1 and not (tmp_path / "ckpt").exists()
-    monkeypatch.setattr("training.loop.session.run_epoch", real)
+    monkeypatch.setattr("training.trainer.session.run_epoch", real)
     assert main(argv) == 0
     history = json.loads((tmp_path / "run" / "history.json").read_text())
     assert [r["epoch"] for r in history] == [1, 2, 3] and history[0] == first[0]

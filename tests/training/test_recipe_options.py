@@ -7,9 +7,9 @@ import torch
 
 from training.config import merge
 from training.fit import fit
-from training.loop.objective import cross_entropy
-from training.loop.session import build_net
 from training.recipes import preset
+from training.trainer.objective import cross_entropy
+from training.trainer.session import build_net
 
 
 def test_label_smoothing_mixes_the_target_with_the_uniform_distribution():
@@ -35,7 +35,7 @@ def test_fast_recipe_trains_a_whitened_net_end_to_end(tmp_path, cifar10_dir):
         {
             "data": {"dataset": "cifar10", "data_dir": str(cifar10_dir)},
             "optim": {"batch_size": 32, "lr": 0.2},
-            "phases": {"warmup_epochs": 2},
+            "phases": {"backbone_epochs": 2},
             "model": {"width": 16, "stem_width": 8, "max_iter": 4},
             "threads": 1,
             "eval_subset": None,

@@ -12,7 +12,7 @@ from model.network import build_model
 from training.cli import main
 from training.data.holdout import holdout_indices, split_holdout
 from training.data.split import ImageSplit
-from training.loop.anytime import OBJECTIVES, anytime_loss
+from training.trainer.anytime import OBJECTIVES, anytime_loss
 
 TINY = ["--model", "stage_widths=[8,16,16]", "--batch-size", "32", "--max-batches", "2"]
 
@@ -45,7 +45,7 @@ def staged_runs(tmp_path_factory, cifar10_dir):
     base, agent = root / "base", root / "agent"
     common = ["--dataset", "cifar10", "--data-dir", str(cifar10_dir), "--quiet", "--validation",
               "32", "--threads", "1", *TINY]  # fmt: skip
-    argv = ["fit", "--preset", "staged", "--warmup-epochs", "1", "--out", str(base)]
+    argv = ["fit", "--preset", "staged", "--backbone-epochs", "1", "--out", str(base)]
     assert main([*argv, "--run-dir", str(root / "base-run"), *common]) == 0
     argv = ["fit", "--preset", "staged-agent", "--init-from", str(base), "--out", str(agent)]
     assert main([*argv, "--run-dir", str(root / "agent-run"), *common]) == 0

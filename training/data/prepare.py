@@ -1,4 +1,4 @@
-"""Image datasets → what a fit needs (training/data/prepared.py); text goes to data/text."""
+"""Image datasets → what a fit needs (training/data/fit_data.py); text goes to data/text."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from model.checkpoint import load_checkpoint
 from training.config import TrainConfig
 from training.data import IMAGE_FOLDER, ImageSplit, load_image_folder, load_split
 from training.data.batches import BatchIterator, Shard
+from training.data.fit_data import PreparedData
 from training.data.holdout import split_holdout
 from training.data.image_folder import FOLDER_REPORT, folder_report
-from training.data.prepared import PreparedData
 from training.data.stats import channel_stats, image_preprocessing
 from training.data.text import TEXT_DATASETS
 

@@ -9,6 +9,7 @@ subsets) and `dry_run` (synthetic data, seconds: what the tests run). Every expe
 reports/<name>/results.json and PNGs, naming the hardware and the exact command.
 
 Files: spec (configs → recipes), arms (the compared models), runner (training one arm through
-training.fit's session and epoch code), timing (forward/backward split), inference (timed test
-passes), deq_solver (the torchdeq baseline), one module per experiment, page (the README).
+training.fit's session and epoch code), timing (forward/backward split), timed_inference
+(timed test passes), deq_solver (the torchdeq baseline), one module per experiment, page (the
+README).
 """

@@ -10,7 +10,7 @@ The confidence gate and the per-sample oracle need no training of their own: the
 the DynaLay backbone (training.evaluation.metrics), so they share its data, budget and evaluation.
 
 Same budget: a forced arm trains the backbone for as many epochs as DynaLay's backbone does
-(warm-up + joint), with the same optimiser, schedule, augmentation and seed.
+(phases backbone + joint), with the same optimiser, schedule, augmentation and seed.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from training.config import TrainConfig, merge
 from training.experiments import deq_solver
 from training.experiments.forced import forced_step
 from training.experiments.timing import StepFn
-from training.loop.phases import backbone_epochs
+from training.trainer.phases import backbone_training_epochs
 
 NEVER = 10**9  # eval_every for forced arms: their per-epoch agent-path evaluation means nothing
 
@@ -43,7 +43,7 @@ class Arm:
         cfg = merge(cfg, {"model": self.model}) if self.model else cfg
         if self.action is None:
             return cfg
-        phases = {"warmup_epochs": backbone_epochs(cfg.phases), "agent_epochs": 0}
+        phases = {"backbone_epochs": backbone_training_epochs(cfg.phases), "agent_epochs": 0}
         return merge(cfg, {"phases": {**phases, "joint_epochs": 0}, "eval_every": NEVER})
 
     def step_overrides(self) -> dict[str, StepFn]:

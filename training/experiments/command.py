@@ -1,7 +1,7 @@
 """`python -m training experiment NAME ...`: argument parsing and one experiment's run.
 
-Kept light to import: training.cli builds its parser with it; the experiments themselves (and
-matplotlib) are imported only when one runs.
+Kept light to import (`experiment --help` builds its parser from it); the experiments
+themselves (and matplotlib) are imported only when one runs.
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ def run_experiment(
     from training.experiments.output import write_results
     from training.experiments.registry import experiment_module
     from training.experiments.spec import load_recipe
-    from training.loop.distributed import init_runtime, shutdown
+    from training.trainer.distributed import init_runtime, shutdown
 
     recipe = load_recipe(name, mode, overrides)
     data = recipe.train.data

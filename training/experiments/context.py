@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from training.experiments.spec import Recipe
-from training.loop.distributed import Runtime
+from training.trainer.distributed import Runtime
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """Fig 4.3a: the reward per epoch for several seeds.
 
 Two series per seed: the test reward of the greedy agent (every epoch, from the first: during
-the backbone warm-up the untrained agent picks straight, so it tracks the backbone), and the
+the backbone phase the untrained agent picks straight, so it tracks the backbone), and the
 training reward of the sampled actions (agent and joint phases). The test figure is
 training.evaluation.plots' reward plot (per seed and their mean).
 """

@@ -36,7 +36,7 @@ def run(ctx: Context) -> dict[str, Any]:
     backbone = train_arm(ctx, arms.dynalay(), warm, tag=" backbone")
     state = backbone.backbone_state()
     agent_phases = {
-        "warmup_epochs": 0,
+        "backbone_epochs": 0,
         "agent_epochs": p.get("agent_epochs", cfg.phases.agent_epochs),
         "joint_epochs": p.get("joint_epochs", 0),
     }

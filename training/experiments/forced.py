@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from model.actions import N_LOOP_ACTIONS
 from training.experiments.timing import StepFn
-from training.loop.steps import StepContext, StepResult
+from training.trainer.steps import StepContext, StepResult
 
 
 def forced_step(action: int) -> StepFn:

@@ -1,4 +1,4 @@
-"""Trains one arm with the training loop's public API (training.loop.session), timed.
+"""Trains one arm with the trainer's public API (training.trainer.session), timed.
 
 Nothing is re-implemented here: the session (data, net, optimizers, batches), the epoch (phase,
 seeded action sampling, run_epoch, per-epoch evaluation) and the final evaluation (forced
@@ -18,7 +18,7 @@ from model.network import DynaLayNet
 from training.config import TrainConfig
 from training.experiments.arms import Arm
 from training.experiments.context import Context
-from training.experiments.inference import (
+from training.experiments.timed_inference import (
     InferenceResult,
     Policy,
     agent_policy,
@@ -26,7 +26,7 @@ from training.experiments.inference import (
     timed_inference,
 )
 from training.experiments.timing import StepTimer, TrainTiming, timed_training
-from training.loop.session import Progress, Session, final_metrics, open_session, train_epoch
+from training.trainer.session import Progress, Session, final_metrics, open_session, train_epoch
 
 
 @dataclass

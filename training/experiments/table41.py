@@ -21,9 +21,9 @@ from training.evaluation.tradeoff import plot_tradeoff
 from training.experiments import arms, thesis
 from training.experiments import markdown as md
 from training.experiments.context import Context
-from training.experiments.inference import InferenceResult, gate_policy
 from training.experiments.runner import ArmRun, train_arm
-from training.loop.phases import backbone_epochs
+from training.experiments.timed_inference import InferenceResult, gate_policy
+from training.trainer.phases import backbone_training_epochs
 
 TITLE = "Table 4.1 — DynaLay against a plain model, loop_all, a solver DEQ, a gate, the oracle"
 TIMED = ("train_forward_seconds", "train_backward_seconds", "train_seconds", "ms_per_image")
@@ -60,14 +60,14 @@ def run(ctx: Context) -> dict[str, Any]:
 def _budget(ctx: Context) -> dict[str, Any]:
     p = ctx.recipe.train.phases
     return {
-        "backbone_epochs_every_arm": backbone_epochs(p),
+        "backbone_epochs_every_arm": backbone_training_epochs(p),
         "dynalay_phases": {
-            "warmup": p.warmup_epochs,
+            "backbone": p.backbone_epochs,
             "agent": p.agent_epochs,
             "joint": p.joint_epochs,
         },
-        "note": "forced arms train the backbone as many epochs as DynaLay's warm-up + joint, "
-        "same optimiser, schedule, augmentation, seed; DynaLay also trains its agent",
+        "note": "forced arms train the backbone as many epochs as DynaLay's backbone + joint "
+        "phases, same optimiser, schedule, augmentation, seed; DynaLay also trains its agent",
     }
 
 

@@ -1,11 +1,12 @@
 """Training wall time split into forward and backward, without touching the trainer.
 
-training.loop.epoch.run_epoch does, per batch: step_fn(ctx, x, y) → loss.backward() → gradient
+training.trainer.epoch.run_epoch does, per batch: step_fn(ctx, x, y) → loss.backward() → gradient
 average/clip → optimizer.step(). So the forward is the step function's duration (wrapped here)
 and the backward runs from its return to the first optimizer step (an optimizer step pre-hook),
 which also holds the gradient average (a no-op in one process) and clipping. The rest of the
 epoch time (augmentation, optimizer steps, logging) is reported as `other`. On CUDA every mark
-synchronises, so queued kernels are charged to the stage that launched them.
+synchronises, so queued kernels are charged to the section (forward, backward) that launched
+them.
 """
 
 from __future__ import annotations
@@ -18,14 +19,14 @@ from typing import Any
 
 import torch
 
-from training.loop.steps import STEPS, StepContext, StepFn, StepResult
+from training.trainer.steps import STEPS, StepContext, StepFn, StepResult
 
 
 @dataclass
 class TrainTiming:
     forward_seconds: float = 0.0
     backward_seconds: float = 0.0
-    train_seconds: float = 0.0  # the epochs' training loops (evaluation excluded)
+    train_seconds: float = 0.0  # the epochs' batch iterations (evaluation excluded)
     steps: int = 0
     images: int = 0
 

@@ -4,7 +4,7 @@ import torch
 from model.config import ModelConfig
 from model.network import build_model
 from training.evaluation.reward import max_layer_evaluations, reward
-from training.loop.policy import bounded_probs, expected_reward_loss, policy_loss
+from training.trainer.policy import bounded_probs, expected_reward_loss, policy_loss
 
 
 def test_reward_values():
@@ -91,7 +91,7 @@ def test_expected_reward_loss_routes_each_sample_to_its_own_best_action():
 
 def test_unknown_estimator_is_refused_and_the_registry_matches_the_config():
     from training.config import POLICY_ESTIMATORS, AgentConfig
-    from training.loop.steps import ESTIMATORS
+    from training.trainer.steps import ESTIMATORS
 
     assert set(ESTIMATORS) == set(POLICY_ESTIMATORS)
     with pytest.raises(ValueError, match="estimator"):

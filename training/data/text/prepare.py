@@ -18,7 +18,7 @@ from tokenizers import Tokenizer
 from model.checkpoint import LoadedCheckpoint
 from training.config import TrainConfig
 from training.data.batches import Shard
-from training.data.prepared import PreparedData
+from training.data.fit_data import PreparedData
 from training.data.text.batches import TextBatchIterator
 from training.data.text.imdb import TextSplit, load_imdb
 from training.data.text.split import TokenSplit, from_sequences, lm_sequences

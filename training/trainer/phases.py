@@ -8,10 +8,10 @@ BACKBONE, AGENT, JOINT = "backbone", "agent", "joint"
 
 
 def phase_of(epoch: int, p: PhaseConfig) -> str:
-    """Phase of a 0-based epoch: warm-up backbone, then agent (backbone frozen), then joint."""
-    if epoch < p.warmup_epochs:
+    """Phase of a 0-based epoch: backbone, then agent (backbone frozen), then joint."""
+    if epoch < p.backbone_epochs:
         return BACKBONE
-    if epoch < p.warmup_epochs + p.agent_epochs:
+    if epoch < p.backbone_epochs + p.agent_epochs:
         return AGENT
     return JOINT
 
@@ -24,6 +24,6 @@ def trains_agent(phase: str) -> bool:
     return phase in (AGENT, JOINT)
 
 
-def backbone_epochs(p: PhaseConfig) -> int:
-    """Epochs in which the backbone's lr schedule advances."""
-    return p.warmup_epochs + p.joint_epochs
+def backbone_training_epochs(p: PhaseConfig) -> int:
+    """Epochs that train the backbone (phases backbone and joint): its lr schedule advances."""
+    return p.backbone_epochs + p.joint_epochs

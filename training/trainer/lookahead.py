@@ -1,8 +1,8 @@
 """Lookahead weight averaging: the net is pulled back to a running average of itself.
 
-Every `every` backbone steps (once `start_frac` of the run has passed) the average moves
+Every `every` backbone optimiser updates (once `start_frac` of the run has passed) the average moves
 towards the current weights, avg ← ρ·avg + (1 − ρ)·w, and the weights are set to it. ρ grows
-as (step/total)^3 from 0 to `decay`^every, so early training moves fast and the last epochs
+as (update/total)^3 from 0 to `decay`^every, so early training moves fast and the last epochs
 average strongly. BatchNorm running statistics are averaged with the weights they belong to.
 At the end of an epoch the weights equal the average, so a resumed run needs no extra state.
 """
@@ -19,7 +19,7 @@ from torch import nn
 class LookaheadConfig:
     every: int = 5
     start_frac: float = 0.3
-    decay: float = 0.95  # per-step base of ρ
+    decay: float = 0.95  # per-update base of ρ
 
 
 class Lookahead:
@@ -30,18 +30,18 @@ class Lookahead:
     def _tensors(self) -> list[torch.Tensor]:
         return [t for t in self.module.state_dict().values() if t.is_floating_point()]
 
-    def rho(self, step: int, total: int) -> float:
-        return self.cfg.decay**self.cfg.every * (step / max(total, 1)) ** 3
+    def rho(self, update: int, total: int) -> float:
+        return self.cfg.decay**self.cfg.every * (update / max(total, 1)) ** 3
 
     @torch.no_grad()
-    def after_step(self, step: int, total: int) -> None:
-        """Call after backbone optimizer step number `step` (1-based) of `total`."""
-        if step < self.cfg.start_frac * total or step % self.cfg.every:
+    def after_update(self, update: int, total: int) -> None:
+        """Call after backbone optimiser update number `update` (1-based) of `total`."""
+        if update < self.cfg.start_frac * total or update % self.cfg.every:
             return
         if self.average is None:
             self.average = [t.detach().clone() for t in self._tensors()]
             return
-        self._pull(self.rho(step, total))
+        self._pull(self.rho(update, total))
 
     @torch.no_grad()
     def end_epoch(self) -> None:

@@ -1,4 +1,5 @@
-"""The epoch loop: batches → phase step → backward → (gradient average) → optimizer steps."""
+"""One epoch of the trainer: batches → phase step → backward → (gradient average) →
+optimizer steps."""
 
 from __future__ import annotations
 
@@ -10,12 +11,12 @@ import torch
 from tqdm import tqdm
 
 from model.actions import ACTIONS
-from training.loop.distributed import Runtime, average_gradients
-from training.loop.lookahead import Lookahead, LookaheadConfig
-from training.loop.optim import set_lr, stem_to_eval
-from training.loop.phases import trains_agent, trains_backbone
-from training.loop.schedule import lr_factor
-from training.loop.steps import STEPS, StepContext, StepFn
+from training.trainer.distributed import Runtime, average_gradients
+from training.trainer.lookahead import Lookahead, LookaheadConfig
+from training.trainer.optim import set_lr, stem_to_eval
+from training.trainer.phases import trains_agent, trains_backbone
+from training.trainer.schedule import lr_factor
+from training.trainer.steps import STEPS, StepContext, StepFn
 
 
 @dataclass
@@ -24,8 +25,11 @@ class EpochPlan:
     epoch: int  # 0-based
     total_epochs: int
     n_batches: int
-    backbone_step: int  # backbone optimizer steps taken before this epoch
-    backbone_total: int  # backbone steps over the whole run (for the lr schedule)
+    # Backbone optimiser updates (one per batch of a phase that trains it): before this epoch,
+    # and over the whole run, for the lr schedule. Counted apart from the phase *steps* (the
+    # step functions of steps.py), which the agent phase runs without updating the backbone.
+    backbone_updates: int
+    backbone_updates_total: int
 
 
 def run_epoch(
@@ -37,7 +41,7 @@ def run_epoch(
     quiet: bool = False,
     steps: dict[str, StepFn] = STEPS,
 ) -> tuple[dict, int]:
-    """Trains one epoch with steps[plan.phase]; returns (epoch log, backbone steps so far)."""
+    """Trains one epoch with steps[plan.phase]; returns (epoch log, backbone updates so far)."""
     o = ctx.cfg.optim
     step_fn = steps[plan.phase]
     ctx.net.train()
@@ -55,13 +59,13 @@ def run_epoch(
         leave=False,
         dynamic_ncols=True,
     )
-    step = plan.backbone_step
+    updates = plan.backbone_updates
     lr = optimizers["backbone"].param_groups[0]["lr"]
     lookahead = _lookahead(ctx, plan.phase)
     for x, y in bar:
         if trains_backbone(plan.phase):
             lr = o.lr * lr_factor(
-                step, plan.backbone_total, o.schedule, o.warmup_frac, o.final_lr_frac
+                updates, plan.backbone_updates_total, o.schedule, o.warmup_frac, o.final_lr_frac
             )
             set_lr(optimizers["backbone"], lr)
         for opt in optimizers.values():
@@ -71,9 +75,9 @@ def run_epoch(
         result.loss.backward()
         _apply(ctx, optimizers, plan.phase, runtime)
         if trains_backbone(plan.phase):
-            step += 1
+            updates += 1
             if lookahead:
-                lookahead.after_step(step, plan.backbone_total)
+                lookahead.after_update(updates, plan.backbone_updates_total)
         for key, value in result.stats.items():
             sums[key] += value
         greedy_counts += torch.bincount(result.greedy.cpu(), minlength=n_actions)
@@ -91,7 +95,7 @@ def run_epoch(
     sampled = {n: log.pop(f"sampled_{a}") for a, n in enumerate(ACTIONS) if f"sampled_{a}" in log}
     if sampled:
         log["sampled_action_frequencies"] = sampled
-    return log, step
+    return log, updates
 
 
 def _autocast(precision: str, device: torch.device) -> torch.autocast:

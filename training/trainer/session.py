@@ -1,6 +1,6 @@
 """One training run's state and its steps: build the session, train an epoch, evaluate.
 
-The public face of the training loop. `training.fit` strings these together into a resumable
+The public face of the trainer. `training.fit` strings these together into a resumable
 run that ends in a checkpoint; the experiments call them as they are, passing their own step
 table (`steps`) where they time or force the phase steps.
 """
@@ -21,17 +21,17 @@ from model.network import DynaLayNet, build_model
 from training.config import TrainConfig
 from training.data.augment import normalize
 from training.data.batches import BatchIterator, Shard
+from training.data.fit_data import BatchSource, PreparedData
 from training.data.prepare import prepare_data
-from training.data.prepared import BatchSource, PreparedData
 from training.evaluation.collect import collect
 from training.evaluation.metrics import agent_summary, full_metrics
 from training.evaluation.reward import cost_normalizer
-from training.loop.distributed import Runtime
-from training.loop.epoch import EpochPlan, run_epoch
-from training.loop.optim import build_optimizers, freeze_stem
-from training.loop.phases import backbone_epochs, phase_of
-from training.loop.state import load_state, save_state
-from training.loop.steps import STEPS, StepContext, StepFn, replay_agent
+from training.trainer.distributed import Runtime
+from training.trainer.epoch import EpochPlan, run_epoch
+from training.trainer.optim import build_optimizers, freeze_stem
+from training.trainer.phases import backbone_training_epochs, phase_of
+from training.trainer.state import load_state, save_state
+from training.trainer.steps import STEPS, StepContext, StepFn, replay_agent
 
 
 @dataclass
@@ -65,7 +65,7 @@ class Progress:
     """What the resumable state records: epochs done, lr-schedule position, history."""
 
     epoch: int = 0
-    backbone_step: int = 0
+    backbone_updates: int = 0  # backbone optimiser updates so far (the lr schedule's position)
     seconds: float = 0.0
     history: list[dict[str, Any]] = field(default_factory=list)
 
@@ -172,7 +172,14 @@ def resume(s: Session, run_dir: Path) -> Progress:
             f"{run_dir}: holds a run with a different config; pass --fresh to "
             "start over or choose another --run-dir"
         )
-    return Progress(info["epoch"], info["backbone_step"], info["seconds"], info["history"])
+    return progress_of(info)
+
+
+def progress_of(info: dict[str, Any]) -> Progress:
+    """The Progress a saved state's info records (save_progress writes it)."""
+    # Run states saved before the counter's rename call it backbone_step.
+    updates = info.get("backbone_updates", info.get("backbone_step", 0))
+    return Progress(info["epoch"], updates, info["seconds"], info["history"])
 
 
 def train_epoch(
@@ -184,7 +191,7 @@ def train_epoch(
 ) -> dict[str, Any]:
     """Trains one epoch, evaluates if due, appends the record to progress.history.
 
-    steps: the phase → step function table (default training.loop.steps.STEPS); callers that
+    steps: the phase → step function table (default training.trainer.steps.STEPS); callers that
     time or force the steps pass their own."""
     cfg = s.cfg
     phase = phase_of(epoch, cfg.phases)
@@ -192,14 +199,14 @@ def train_epoch(
     # Seeded per epoch, so a resumed run samples the same actions as an uninterrupted one.
     gen = torch.Generator(device=s.runtime.device).manual_seed(cfg.seed * 100_003 + data_epoch)
     ctx = StepContext(s.net, cfg, s.normalizer, gen, progress=epoch / cfg.total_epochs)
-    backbone_total = backbone_epochs(cfg.phases) * s.n_batches
+    total_updates = backbone_training_epochs(cfg.phases) * s.n_batches
     plan = EpochPlan(
-        phase, epoch, cfg.total_epochs, s.n_batches, progress.backbone_step, backbone_total
+        phase, epoch, cfg.total_epochs, s.n_batches, progress.backbone_updates, total_updates
     )
     t0 = time.perf_counter()
     batches = s.train_it.batches(data_epoch, cfg.max_batches)
     # Stats are this rank's batch means (rank 0's are logged under torchrun).
-    train_log, progress.backbone_step = run_epoch(
+    train_log, progress.backbone_updates = run_epoch(
         ctx, s.optimizers, plan, batches, s.runtime, quiet, steps or STEPS
     )
     if ctx.rewards_seen:
@@ -238,7 +245,7 @@ def save_progress(s: Session, run_dir: Path, progress: Progress) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     info = {
         "epoch": progress.epoch,
-        "backbone_step": progress.backbone_step,
+        "backbone_updates": progress.backbone_updates,
         "history": progress.history,
         "seconds": progress.seconds,
         "config": s.cfg.to_dict(),

@@ -3,12 +3,12 @@ from unittest.mock import patch
 import torch
 
 from training.config import merge
-from training.loop.optim import build_optimizers
-from training.loop.policy import expected_reward_loss
-from training.loop.session import build_net
-from training.loop.steps import StepContext, agent_step, backbone_step, joint_step
-from training.loop.steps import _reward as _reward_of
 from training.recipes import preset
+from training.trainer.optim import build_optimizers
+from training.trainer.policy import expected_reward_loss
+from training.trainer.session import build_net
+from training.trainer.steps import StepContext, agent_step, backbone_step, joint_step
+from training.trainer.steps import _reward as _reward_of
 
 CFG = merge(preset("tiny"), {"model": {"max_iter": 4}})
 
@@ -102,7 +102,7 @@ def test_backbone_step_without_loop_weight_runs_only_the_straight_pass():
 
 
 def test_loop_focus_weights_the_samples_the_straight_pass_gets_wrong():
-    from training.loop.steps import loop_loss
+    from training.trainer.steps import loop_loss
 
     cfg = merge(CFG, {"phases": {"loop_focus": 2.0}, "optim": {"label_smoothing": 0.0}})
     net = build_net(cfg, 10, torch.device("cpu"))
@@ -116,7 +116,7 @@ def test_loop_focus_weights_the_samples_the_straight_pass_gets_wrong():
 
 
 def test_flip_teacher_targets_the_mirror_averaged_straight_pass():
-    from training.loop.steps import loop_loss
+    from training.trainer.steps import loop_loss
 
     cfg = merge(CFG, {"phases": {"loop_teacher": "flip", "loop_teacher_weight": 1.0}})
     net = build_net(cfg, 10, torch.device("cpu")).eval()
@@ -134,8 +134,8 @@ def test_flip_teacher_targets_the_mirror_averaged_straight_pass():
 def test_all_actions_with_tta_measures_five_rewards_and_replay_refits_on_them():
     import copy
 
-    from training.loop.distributed import Runtime
-    from training.loop.steps import replay_agent
+    from training.trainer.distributed import Runtime
+    from training.trainer.steps import replay_agent
 
     cfg = merge(
         CFG,
@@ -170,7 +170,7 @@ def test_all_actions_with_tta_measures_five_rewards_and_replay_refits_on_them():
 
 
 def test_all_actions_with_agent_choices_runs_only_those_and_keeps_the_rest_at_zero():
-    from training.loop.policy import bounded_probs
+    from training.trainer.policy import bounded_probs
 
     cfg = merge(
         CFG,

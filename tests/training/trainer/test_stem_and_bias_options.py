@@ -6,8 +6,8 @@ from model.config import ModelConfig
 from model.network import build_model
 from training.config import OptimConfig, merge
 from training.fit import fit
-from training.loop.optim import build_optimizers, set_lr, stem_modules
 from training.recipes import preset
+from training.trainer.optim import build_optimizers, set_lr, stem_modules
 
 TINY = ModelConfig(stem="whiten-deep", width=16, stem_width=8, loop_convs=1, max_iter=4)
 
@@ -47,11 +47,11 @@ def test_freeze_stem_trains_only_layers_and_head(tmp_path, cifar10_dir):
         "threads": 1,
         "eval_subset": None,
     }
-    first = merge(preset("fast-deep"), {**base, "phases": {"warmup_epochs": 1}})
+    first = merge(preset("fast-deep"), {**base, "phases": {"backbone_epochs": 1}})
     fit(first, tmp_path / "a", tmp_path / "ra", quiet=True)
     second = merge(
         preset("fast-deep-loops"),
-        {**base, "phases": {"warmup_epochs": 1}, "init_from": str(tmp_path / "a")},
+        {**base, "phases": {"backbone_epochs": 1}, "init_from": str(tmp_path / "a")},
     )
     result = fit(second, tmp_path / "b", tmp_path / "rb", quiet=True)
     from model.checkpoint import load_checkpoint

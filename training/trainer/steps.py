@@ -2,7 +2,7 @@
 
 Shapes: x (B, 3, H, W) normalised or token ids (B, T) (0 = padding, lengths follow from it),
 y (B,) long; logits (B, C); agent_logits (B, 4). Language models: y and logits per token,
-(B, T) and (B, T, V) — training/loop/objective.py handles both.
+(B, T) and (B, T, V) — training/trainer/objective.py handles both.
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ from model.actions import N_LOOP_ACTIONS
 from model.network import DynaLayNet, ForwardOutput, StraightPass
 from training.config import TrainConfig
 from training.evaluation.reward import reward
-from training.loop.anytime import anytime_loss
-from training.loop.distributed import Runtime, average_gradients
-from training.loop.objective import cross_entropy, sample_scores
-from training.loop.policy import (
+from training.trainer.anytime import anytime_loss
+from training.trainer.distributed import Runtime, average_gradients
+from training.trainer.objective import cross_entropy, sample_scores
+from training.trainer.policy import (
     PolicyLoss,
     expected_reward_loss,
     greedy_actions,
@@ -101,7 +101,7 @@ def loop_loss(ctx: StepContext, x, straight_logits, loop_logits, y) -> torch.Ten
 
 def _anytime_step(ctx: StepContext, x: torch.Tensor, y: torch.Tensor) -> StepResult:
     """Phase 1 as an anytime network: loop_all's exits after each iteration, weighed by the
-    objective PhaseConfig.anytime names (training/loop/anytime.py)."""
+    objective PhaseConfig.anytime names (training/trainer/anytime.py)."""
     smoothing = ctx.cfg.optim.label_smoothing
     name = ctx.cfg.phases.anytime
     loss, exits, draw = anytime_loss(name, ctx.net, x, y, ctx.progress, ctx.generator, smoothing)

@@ -1,4 +1,5 @@
-"""Learning-rate schedules as pure functions of the step (nothing to checkpoint but the step)."""
+"""Learning-rate schedules as pure functions of the backbone optimiser update count (nothing to
+checkpoint but the count)."""
 
 from __future__ import annotations
 
@@ -6,16 +7,16 @@ SCHEDULES = ("constant", "onecycle", "linear")
 
 
 def lr_factor(
-    step: int, total: int, kind: str, warmup_frac: float = 0.0, final: float = 0.0
+    update: int, total: int, kind: str, warmup_frac: float = 0.0, final: float = 0.0
 ) -> float:
-    """Multiplier on the peak lr at `step` of `total`.
+    """Multiplier on the peak lr at optimiser update `update` of `total`.
 
-    onecycle: linear 0 → 1 over warmup_frac·total steps, then linear 1 → final (the short-run
+    onecycle: linear 0 → 1 over warmup_frac·total updates, then linear 1 → final (the short-run
     CIFAR schedule of airbench / ResNet speed runs); linear: 1 → final; constant: 1.
     """
     if kind == "constant" or total <= 0:
         return 1.0
-    t = min(max(step, 0), total) / total
+    t = min(max(update, 0), total) / total
     if kind == "onecycle":
         if warmup_frac > 0 and t < warmup_frac:
             return max(t / warmup_frac, 0.02)

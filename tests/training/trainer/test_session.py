@@ -4,8 +4,8 @@ from dataclasses import replace
 
 from model.checkpoint import load_checkpoint
 from training.config import TrainConfig
-from training.loop.distributed import init_runtime
-from training.loop.session import Progress, open_session, train_epoch
+from training.trainer.distributed import init_runtime
+from training.trainer.session import Progress, open_session, train_epoch
 
 
 class EpochRecorder:
@@ -25,7 +25,7 @@ class EpochRecorder:
 def _stage_after(trained, tmp_path, epochs_of_stage=1):
     first = load_checkpoint(trained["out"]).train
     config = {**first["config"], "init_from": str(trained["out"])}
-    config["phases"] = {**config["phases"], "warmup_epochs": epochs_of_stage}
+    config["phases"] = {**config["phases"], "backbone_epochs": epochs_of_stage}
     config["phases"].update(agent_epochs=0, joint_epochs=0)
     cfg = TrainConfig.from_dict(config)
     return first, open_session(cfg, init_runtime(cfg.device, cfg.threads), tmp_path / "run")

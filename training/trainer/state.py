@@ -3,7 +3,7 @@
 run_dir/state/
     model.safetensors      net.state_dict()
     optim.safetensors      every tensor of every optimizer's state, flattened to names
-    state.json             epoch reached, global step, history, config, optimizer scalars
+    state.json             epoch reached, backbone updates, history, config, optimizer scalars
 Written to a temporary folder and swapped in with os.replace, so a crash mid-save leaves the
 previous state intact.
 """
