@@ -2,12 +2,15 @@
 
     python scripts/precision_accuracy.py [CHECKPOINT] --data-dir data [--n 10000]
         [--batch-size 32] [--layout nchw] [--out reports/cifar10/precision_accuracy.json]
+        [--onnx-cache runs/onnx-cache]
 
 Runs the PyTorch engine in fp32 and in every reduced precision this machine computes natively
-(service/engines/precision.py; built directly, past the parity gate) on the first `n` CIFAR-10
-or CIFAR-100 *test* images, the agent deciding. Reports per precision: accuracy, the agent's
-action shares, and the shares of labels and actions equal to fp32's (what the parity gate
-checks on the training-image calibration set, here on the test set).
+(service/engines/precision.py), and the ONNX engine in int8 (service/engines/int8.py: calibrated
+on the checkpoint's calibration set, training images), each built directly, past the parity
+gate, on the first `n` CIFAR-10 or CIFAR-100 *test* images, the agent deciding. Reports per
+precision: accuracy, the agent's action shares, and the shares of labels and actions equal to
+fp32's (what the parity gate checks on the training-image calibration set, here on the test
+set).
 """
 
 from __future__ import annotations
@@ -15,14 +18,17 @@ from __future__ import annotations
 import argparse
 import json
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
 
 from model.actions import ACTIONS
-from model.calibration import CalibrationSet
+from model.calibration import CalibrationSet, load_calibration
 from model.checkpoint import load_checkpoint
-from service.engines import EngineInput
+from service.engines import Engine, EngineInput
+from service.engines.int8 import int8_unsupported
+from service.engines.onnx_engine import OnnxEngine
 from service.engines.parity import agreement, run_set
 from service.engines.precision import Mode, runnable
 from service.engines.torch_engine import TorchEngine
@@ -31,15 +37,16 @@ from training.data.cifar import load_cifar
 DATASETS = {10: "cifar10", 100: "cifar100"}  # by the checkpoint's number of classes
 
 
-def evaluate(checkpoint: Path, data_dir: Path, n: int, batch_size: int, layout: str) -> dict:
+def evaluate(
+    checkpoint: Path, data_dir: Path, n: int, batch_size: int, layout: str, onnx_cache: Path
+) -> dict:
     loaded = load_checkpoint(checkpoint)
     split = load_cifar(DATASETS[loaded.config.n_classes], data_dir, "test").subset(n)
     images = CalibrationSet(split.images, split.labels).normalised(loaded.preprocessing)
     inputs = [EngineInput(x) for x in images.numpy()]  # (3, H, W) each
     labels = split.labels.tolist()
     results, reference = {}, None
-    for precision in ("fp32", *runnable(torch.device("cpu"))):
-        engine = TorchEngine(loaded, "cpu", Mode(precision, layout))
+    for precision, engine in engines(loaded, layout, onnx_cache):
         samples, _ = run_set(engine, inputs, batch_size)
         reference = reference or samples
         same_labels, same_actions = agreement(reference, samples)
@@ -53,6 +60,17 @@ def evaluate(checkpoint: Path, data_dir: Path, n: int, batch_size: int, layout: 
     return {"checkpoint": str(checkpoint), "n": n, "layout": layout, "precisions": results}
 
 
+def engines(loaded, layout: str, onnx_cache: Path) -> Iterator[tuple[str, Engine]]:
+    """(precision, engine): torch fp32 first (the reference), torch's reduced precisions, int8."""
+    for precision in ("fp32", *runnable(torch.device("cpu"))):
+        yield precision, TorchEngine(loaded, "cpu", Mode(precision, layout))
+    calibration = load_calibration(loaded.directory)
+    if calibration is None or int8_unsupported(loaded.config, torch.device("cpu")):
+        return
+    images = calibration.normalised(loaded.preprocessing)
+    yield "int8", OnnxEngine(loaded, "cpu", onnx_cache, int8_images=images)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkpoint", type=Path, nargs="?", default=Path("checkpoints/cifar10"))
@@ -61,8 +79,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--layout", choices=("nchw", "nhwc"), default="nchw")
     parser.add_argument("--out", type=Path, help="also write the report here (JSON)")
+    parser.add_argument(
+        "--onnx-cache", type=Path, default=Path("runs/onnx-cache"), help="ONNX export cache"
+    )
     args = parser.parse_args(argv)
-    report = evaluate(args.checkpoint, args.data_dir, args.n, args.batch_size, args.layout)
+    report = evaluate(
+        args.checkpoint, args.data_dir, args.n, args.batch_size, args.layout, args.onnx_cache
+    )
     for precision, row in report["precisions"].items():
         print(
             f"{precision}: accuracy {row['accuracy']:.4f}, labels as fp32 "

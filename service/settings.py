@@ -33,11 +33,12 @@ class Settings(BaseSettings):
     # (verified on every load; one entry per weights + config).
     onnx_cache_dir: Path = Field(default_factory=lambda: default_onnx_cache_dir())
     warmup: bool = True  # run every action once per model before /readyz turns 200
-    # What the torch engine computes in (service/engines/precision.py): "auto" serves the
-    # fastest of fp32 and the reduced precisions this device runs natively (bf16: CPUs with
-    # avx512_bf16 or AMX, CUDA; fp16: CUDA) that pass the parity gate on the checkpoint's
-    # calibration set (fp32 without one); an explicit one that fails is refused at load.
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    # What the engines compute in (service/engines/precision.py): "auto" serves the fastest
+    # of fp32 and the reduced precisions the engine runs natively on this device (torch: bf16
+    # on CPUs with avx512_bf16 or AMX and CUDA, fp16 on CUDA; onnx: int8 on a CPU) that pass
+    # the parity gate on the checkpoint's calibration set (fp32 without one); an explicit one
+    # that fails is refused at load.
+    precision: Literal["auto", "fp32", "bf16", "fp16", "int8"] = "auto"
     layout: Literal["auto", "nchw", "nhwc"] = "auto"  # image memory layout; auto: measured
     # The parity gate: shares of the calibration set's labels and agent actions a reduced
     # precision must answer as fp32 does.

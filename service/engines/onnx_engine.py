@@ -15,14 +15,17 @@ back to the CPU when CUDA was asked for is an error: the service then never turn
 The parts come from the checkpoint's own export or, failing that, are exported on load into
 a verified cache (service/engines/onnx_cache.py).
 
-Precision: fp32 only. ONNX Runtime's CPU provider has no bf16 kernels for these graphs, and
-fp16 would need an fp16 export; `auto` therefore serves fp32 here and an explicit reduced
-precision is refused at load (the PyTorch engine runs them).
+Precision: fp32, or int8 on the CPU (service/engines/int8.py: the convolutional parts
+quantized statically on the checkpoint's calibration set), chosen by the same parity gate as
+the PyTorch engine's (service/engines/parity.py). ONNX Runtime's CPU provider has no bf16
+kernels for these graphs and fp16 would need an fp16 export: those are refused here (the
+PyTorch engine runs them). The graphs are NCHW; the layout setting does not apply.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +34,7 @@ import torch
 from torch import Tensor
 
 from model.actions import LAYER_NAMES
+from model.calibration import load_calibration
 from model.checkpoint import LoadedCheckpoint, load_checkpoint
 from model.config import ModelConfig
 from model.loops import loop_kind
@@ -44,8 +48,10 @@ from model.onnx_parts import (
     part_names,
 )
 from service.engines.base import BatchOutput, EngineInput, ModelMeta
+from service.engines.int8 import int8_unsupported, quantize_parts, scratch_dir
 from service.engines.onnx_cache import ExportLocation, OnnxEngineError, locate_export
-from service.engines.precision import AUTO, SERVE_REFERENCE, PrecisionError, PrecisionPolicy
+from service.engines.parity import select_mode
+from service.engines.precision import AUTO, SERVE_REFERENCE, Mode, PrecisionError, PrecisionPolicy
 from service.engines.stages import WARMUP_TOKENS
 from service.engines.stepping import EngineSteps, Stepper
 
@@ -59,23 +65,36 @@ _NUMPY_DTYPES = {torch.float32: np.float32, torch.float16: np.float16, torch.int
 
 class OnnxEngine:
     name = "onnx"
-    precision = "fp32"  # see the module doc
-    layout = "nchw"
+    layout = "nchw"  # see the module doc
 
     def __init__(
-        self, loaded: LoadedCheckpoint, device: str, cache_dir: Path | None = None
+        self,
+        loaded: LoadedCheckpoint,
+        device: str,
+        cache_dir: Path | None = None,
+        int8_images: Tensor | None = None,
     ) -> None:
+        """fp32, or int8 when given `int8_images` (N, 3, H, W) normalised to calibrate on."""
         self.device = device
         self.meta = ModelMeta.from_checkpoint(loaded)
         self.config = loaded.config
+        self.precision = "fp32" if int8_images is None else "int8"
         self._macs = loaded.net.action_macs  # counted on the checkpoint's own network
         self._torch_device = torch.device(device)
         self.export: ExportLocation = locate_export(loaded, cache_dir)
         providers = execution_providers(self._torch_device)
-        self._parts = {
-            name: OnnxPart(self.export.part_path(name), providers, device)
-            for name in part_names(loaded.config)
-        }
+        names = part_names(loaded.config)
+        paths = {name: self.export.part_path(name) for name in names}
+        self._parts = {name: OnnxPart(paths[name], providers, device) for name in names}
+        if int8_images is not None:
+            with scratch_dir() as scratch:  # sessions read their graph at creation
+                paths = quantize_parts(
+                    paths, self._parts_of, self._parts, self.config, int8_images, Path(scratch)
+                )
+                self._parts = {name: OnnxPart(paths[name], providers, device) for name in names}
+
+    def _parts_of(self, parts: Mapping[str, OnnxPart]) -> OnnxParts:
+        return OnnxParts(parts, self.config)
 
     @property
     def providers(self) -> list[str]:
@@ -281,16 +300,45 @@ def load(
     cache_dir: Path | None = None,
     policy: PrecisionPolicy = SERVE_REFERENCE,
 ) -> OnnxEngine:
-    """The registry factory: (checkpoint directory, device) -> engine.
+    """The registry factory: (checkpoint directory, device) -> engine, in the precision `policy`
+    and the parity gate choose (fp32 or int8, module doc).
 
     `load_checkpoint` verifies the manifest (ONNX files included) and reads the config; the
     PyTorch network it also builds is only used to export into `cache_dir` when the checkpoint
-    carries no current export, and dropped after. Only fp32 serves (module doc).
+    carries no current export, and dropped after.
     """
-    if policy.precision not in (AUTO, OnnxEngine.precision):
-        raise PrecisionError(
-            f"precision {policy.precision}: the onnx engine computes in fp32 only (ONNX Runtime "
-            "has no reduced-precision kernels for these graphs here); serve it with "
-            "DYNALAY_ENGINE=torch, or set DYNALAY_PRECISION=fp32 or auto"
-        )
-    return OnnxEngine(load_checkpoint(directory, device="cpu"), device, cache_dir)
+    loaded = load_checkpoint(directory, device="cpu")
+    torch_device = torch.device(device)
+    why_not = partial(unsupported, config=loaded.config, device=torch_device)
+    if policy.precision != AUTO and why_not(policy.precision):  # before any export or session
+        raise PrecisionError(f"precision {policy.precision}: {why_not(policy.precision)}")
+    fp32 = OnnxEngine(loaded, device, cache_dir)
+    if policy.precision == "fp32":
+        return fp32
+    calibration = load_calibration(loaded.directory)
+    images = None if calibration is None else calibration.normalised(loaded.preprocessing)
+    engines = {"fp32": fp32}
+
+    def build(mode: Mode) -> OnnxEngine:
+        if mode.precision not in engines:  # int8: quantized once, on the calibration images
+            engines[mode.precision] = OnnxEngine(loaded, device, cache_dir, int8_images=images)
+        return engines[mode.precision]
+
+    inputs = None if images is None else [EngineInput(x) for x in images.numpy()]
+    gate_policy = PrecisionPolicy(
+        policy.precision, "nchw", policy.min_label_agreement, policy.min_action_agreement
+    )
+    mode, _ = select_mode(build, gate_policy, torch_device, inputs, None, ("int8",), why_not)
+    return build(mode)
+
+
+def unsupported(precision: str, config: ModelConfig, device: torch.device) -> str:
+    """Why this engine cannot compute `config`'s model in `precision` on `device`; "" if it can."""
+    if precision == "int8":
+        return int8_unsupported(config, device)
+    if precision in ("fp32", AUTO):
+        return ""
+    return (
+        f"the onnx engine computes in fp32 or int8 (ONNX Runtime has no {precision} kernels for "
+        "these graphs here); serve it with DYNALAY_ENGINE=torch"
+    )

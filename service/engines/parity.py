@@ -21,6 +21,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 
@@ -28,10 +29,10 @@ from service.engines.base import Engine, EngineInput, SampleResult
 from service.engines.precision import (
     AUTO,
     LAYOUTS,
+    REDUCED,
     Mode,
     PrecisionError,
     PrecisionPolicy,
-    runnable,
     unsupported,
 )
 
@@ -110,9 +111,18 @@ def select_mode(
     device: torch.device,
     calibration: Sequence[EngineInput] | None,
     probe: Sequence[EngineInput] | None,
+    reduced: Sequence[str] | None = None,
+    why_not: Callable[[str], str] | None = None,
 ) -> tuple[Mode, list[ParityReport]]:
-    """The mode to serve and the gate's reports; raises PrecisionError as the module says."""
-    precisions = candidate_precisions(policy, device, calibration is not None)
+    """The mode to serve and the gate's reports; raises PrecisionError as the module says.
+
+    reduced: the precisions the engine offers besides fp32 (default: the PyTorch engine's,
+    `precision.REDUCED`); why_not(precision): why one cannot run here, "" when it can (default:
+    `precision.unsupported` on `device`)."""
+    if why_not is None:
+        why_not = partial(unsupported, device=device)
+    offered = list(REDUCED if reduced is None else reduced)
+    precisions = candidate_precisions(policy, calibration is not None, offered, why_not)
     fp32 = Mode("fp32", choose_layout(build, "fp32", policy.layout, probe))
     if precisions == ["fp32"] or calibration is None:
         return fp32, []
@@ -146,14 +156,16 @@ def fastest_passing(reports: Sequence[ParityReport], policy: PrecisionPolicy) ->
     return min(passing, key=lambda r: r.seconds).mode if passing else None
 
 
-def candidate_precisions(policy: PrecisionPolicy, device: torch.device, calibrated: bool):
-    """The precisions to try: one when asked for, else fp32 and what the device runs."""
+def candidate_precisions(
+    policy: PrecisionPolicy, calibrated: bool, offered: Sequence[str], why_not: Callable[[str], str]
+) -> list[str]:
+    """The precisions to try: one when asked for, else fp32 and the offered ones that run."""
     if policy.precision == AUTO:
         if not calibrated:
             log.info("precision auto: the checkpoint ships no calibration set, fp32 serves")
             return ["fp32"]
-        return ["fp32", *runnable(device)]
-    why = unsupported(policy.precision, device)
+        return ["fp32", *(p for p in offered if not why_not(p))]
+    why = why_not(policy.precision)
     if why:
         raise PrecisionError(f"precision {policy.precision} cannot run here: {why}")
     if policy.precision != "fp32" and not calibrated:

@@ -6,6 +6,8 @@ Precisions:
   products (the `avx512_bf16` or `amx_bf16` flag, and oneDNN in this torch build; on other
   CPUs autocast would emulate bf16, slower than fp32), on CUDA where the GPU supports it.
 - "fp16": autocast to float16, CUDA only.
+- "int8": static quantization of the convolutions, run by the ONNX engine on a CPU
+  (service/engines/int8.py); the PyTorch engine refuses it.
 
 Reduced precision lives *inside* a network part only (`CastParts`): each part runs under
 autocast and hands its outputs back as fp32, so the loop states, the fixed-point residuals and
@@ -27,7 +29,7 @@ from torch import Tensor
 
 from model.network import NetworkParts
 
-PRECISIONS = ("fp32", "bf16", "fp16")
+PRECISIONS = ("fp32", "bf16", "fp16", "int8")
 REDUCED = {"bf16": torch.bfloat16, "fp16": torch.float16}
 LAYOUTS = ("nchw", "nhwc")
 AUTO = "auto"
@@ -87,6 +89,11 @@ def unsupported(precision: str, device: torch.device, flags: frozenset[str] | No
     """Why `precision` cannot run on `device` here; "" when it can."""
     if precision == "fp32":
         return ""
+    if precision == "int8":
+        return (
+            "int8 runs on the onnx engine (ONNX Runtime's static quantization): "
+            "set DYNALAY_ENGINE=onnx"
+        )
     if device.type == "cuda":
         if precision == "bf16" and not torch.cuda.is_bf16_supported():
             return f"{torch.cuda.get_device_name(device)} does not support bf16"

@@ -20,6 +20,7 @@ from pydantic import ValidationError
 from model.calibration import CALIBRATION, CalibrationSet, load_calibration
 from model.checkpoint import CheckpointError, add_files, load_checkpoint, save_checkpoint
 from model.network import ModuleParts, build_model
+from model.onnx_parts import part_names
 from model.solvers import relative_residual
 from service.app import create_app, precision_policy
 from service.engines import (
@@ -29,6 +30,8 @@ from service.engines import (
     SampleResult,
     engine_factories,
 )
+from service.engines.int8 import quantize_parts
+from service.engines.onnx_engine import OnnxEngine, OnnxPart, OnnxParts
 from service.engines.parity import ParityReport, agreement, fastest_passing
 from service.engines.precision import CastParts, Mode, cpu_flags, runnable, unsupported
 from service.engines.torch_engine import TorchEngine
@@ -258,10 +261,65 @@ def test_without_a_calibration_set_auto_is_fp32_and_bf16_is_refused(model_dir):
         load_torch(directory, precision="bf16", layout="nchw")
 
 
-def test_the_onnx_engine_refuses_a_reduced_precision(model_dir):
+def test_the_onnx_engine_refuses_bf16_and_the_torch_engine_int8(model_dir):
     onnx = engine_factories(None, PrecisionPolicy("bf16", "nchw"))["onnx"]
-    with pytest.raises(PrecisionError, match="fp32 only"):
+    with pytest.raises(PrecisionError, match="fp32 or int8"):
         onnx(model_dir / "cifar10", "cpu")
+    with pytest.raises(PrecisionError, match="DYNALAY_ENGINE=onnx"):
+        load_torch(model_dir / "cifar10", precision="int8", layout="nchw")
+
+
+# ---- int8 (the onnx engine) -----------------------------------------------------------------
+
+
+def load_onnx(directory: Path, cache: Path, **policy) -> object:
+    return engine_factories(cache, PrecisionPolicy(**policy))["onnx"](directory, "cpu")
+
+
+def test_int8_quantizes_the_convolutions_and_answers_close_to_fp32(tmp_path):
+    directory = write_calibrated(tmp_path)
+    fp32 = load_onnx(directory, tmp_path / "cache", precision="fp32", layout="nchw")
+    int8 = load_onnx(
+        directory, tmp_path / "cache", precision="int8", layout="nchw",
+        min_label_agreement=0.0, min_action_agreement=0.0,
+    )  # fmt: skip
+    assert (fp32.precision, int8.precision) == ("fp32", "int8")
+    images = calibration_set(8, seed=1).normalised(IMAGE_PREP).numpy()
+    batch = [EngineInput(x, action) for x in images for action in (0, 3, None)]
+    want, got = fp32.run(batch).samples, int8.run(batch).samples
+    pairs = zip(want, got, strict=True)
+    gaps = [np.abs(np.subtract(a.probabilities, b.probabilities)).max() for a, b in pairs]
+    assert 0 < max(gaps) < 0.05  # quantized (not the fp32 graphs), and close to them
+
+
+def test_int8_that_fails_the_gate_is_refused_naming_what_failed(tmp_path):
+    # The embedded model's int8 agrees with fp32 on 99.6% of its calibration labels: a gate
+    # asking for all of them must refuse it, and auto must fall back to fp32.
+    strict = dict(layout="nchw", min_label_agreement=1.0, min_action_agreement=1.0)
+    with pytest.raises(PrecisionError, match=r"int8 refused by the parity gate.*of labels"):
+        load_onnx(EMBEDDED, tmp_path / "cache", precision="int8", **strict)
+
+
+def test_int8_graphs_quantize_stem_and_layers_and_leave_head_profile_agent_fp32(tmp_path):
+    import onnx
+
+    directory = write_calibrated(tmp_path)
+    loaded = load_checkpoint(directory)
+    config = loaded.config
+    fp32 = OnnxEngine(loaded, "cpu", tmp_path / "cache")
+    paths = {name: fp32.export.part_path(name) for name in part_names(config)}
+    sessions = {
+        name: OnnxPart(path, ["CPUExecutionProvider"], "cpu") for name, path in paths.items()
+    }
+    images = calibration_set().normalised(IMAGE_PREP)
+    out = quantize_parts(
+        paths, lambda parts: OnnxParts(parts, config), sessions, config, images, tmp_path / "q"
+    )
+    for name, path in out.items():
+        ops = {node.op_type for node in onnx.load(path).graph.node}
+        quantized = name.startswith(("stem", "layer"))
+        assert ({"QuantizeLinear", "DequantizeLinear"} <= ops) == quantized, name
+        assert (path == paths[name]) == (not quantized)
 
 
 # ---- what the service shows --------------------------------------------------------------
