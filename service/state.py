@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 
@@ -17,8 +17,16 @@ from service.payload import PredictInput, decode_base64_image
 from service.settings import Settings
 from service.text import EncodedText, TextEncoder
 
-if TYPE_CHECKING:
-    from service.model_control import ModelControl
+
+class RepositoryControl(Protocol):
+    """What the repository routes ask of model control (service/model_control.py implements
+    it; named here so the state need not import the module that loads into it)."""
+
+    def index(self, ready_only: bool = False) -> list[dict]: ...
+
+    async def load(self, name: str) -> None: ...
+
+    async def unload(self, name: str) -> None: ...
 
 
 @dataclass
@@ -73,7 +81,7 @@ class ServiceState:
     failed: dict[str, str] = field(default_factory=dict)  # skipped model directory -> why
     draining: bool = False  # SIGTERM received: refuse new work, finish what was accepted
     started: float = field(default_factory=time.monotonic)
-    control: ModelControl | None = None  # the repository extension (set by the lifespan)
+    control: RepositoryControl | None = None  # the repository extension (set by the lifespan)
 
     def reset(self) -> None:
         """Forget a previous run: an app's lifespan may start again after a shutdown."""

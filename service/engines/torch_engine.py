@@ -21,7 +21,8 @@ import torch
 
 from model.calibration import load_calibration
 from model.checkpoint import LoadedCheckpoint, load_checkpoint
-from model.network import ModuleParts, NetworkParts
+from model.network import ModuleParts
+from model.parts import NetworkParts
 from service.engines.base import BatchOutput, EngineInput, ModelMeta
 from service.engines.parity import select_mode
 from service.engines.precision import (
