@@ -8,12 +8,13 @@ from typing import Protocol
 
 import numpy as np
 
-from service.batcher import MicroBatcher
+from model.actions import ACTIONS
 from service.engines import Engine, ModelMeta
 from service.errors import ServiceError
 from service.images import ImageSpec, decode_image
 from service.metrics import Metrics
 from service.payload import PredictInput, decode_base64_image
+from service.scheduling import Scheduler
 from service.settings import Settings
 from service.text import EncodedText, TextEncoder
 
@@ -31,10 +32,11 @@ class RepositoryControl(Protocol):
 
 @dataclass
 class ServedModel:
-    """One loaded model: its engine, its batcher and its input pipeline."""
+    """One loaded model: its engine, its scheduler, its metrics and its input pipeline."""
 
     engine: Engine
-    batcher: MicroBatcher
+    batcher: Scheduler
+    metrics: Metrics
     image_spec: ImageSpec | None = None
     text_encoder: TextEncoder | None = None
 
@@ -46,11 +48,16 @@ class ServedModel:
     def name(self) -> str:
         return self.engine.meta.name
 
-    def action_id(self, action: str | None) -> int | None:
-        """A forced action's id for this model (None: the agent decides); 422 for an action
-        the model does not offer (`tta` needs an image model trained with it)."""
+    def action_id(self, action: object) -> int | None:
+        """A forced action's id for this model (None: the agent decides), whichever protocol
+        named it; 422 for a name that is no action, or one the model does not offer (`tta`
+        needs an image model trained with it)."""
         if action is None:
             return None
+        if not isinstance(action, str) or action not in ACTIONS:
+            raise ServiceError(
+                422, f"unknown action {str(action)[:32]!r}; accepted: {', '.join(ACTIONS)}"
+            )
         offered = self.meta.actions
         if action not in offered:
             raise ServiceError(

@@ -28,6 +28,7 @@ from service.engines import (
     PrecisionPolicy,
     SampleResult,
     engine_factories,
+    run_batch,
 )
 from service.engines.parity import ParityReport, agreement, fastest_passing
 from service.engines.precision import CastParts, Mode, cpu_flags, runnable, unsupported
@@ -201,8 +202,8 @@ def test_bf16_answers_of_the_embedded_model_match_fp32_on_the_fixtures(layout):
     loaded = load_checkpoint(EMBEDDED)
     spec = ImageSpec.from_preprocessing(loaded.preprocessing)
     inputs = [EngineInput(decode_image(p.read_bytes(), spec, 10**6)) for p in CIFAR_PNGS]
-    want = TorchEngine(loaded, "cpu").run(inputs).samples
-    got = TorchEngine(loaded, "cpu", Mode("bf16", layout)).run(inputs).samples
+    want = run_batch(TorchEngine(loaded, "cpu").steps(), inputs).samples
+    got = run_batch(TorchEngine(loaded, "cpu", Mode("bf16", layout)).steps(), inputs).samples
     assert [s.class_index for s in got] == [s.class_index for s in want]
     assert [s.action for s in got] == [s.action for s in want]
     for a, b in zip(got, want, strict=True):
@@ -219,8 +220,8 @@ def test_the_nhwc_layout_answers_as_nchw(tmp_path):
     x = load_calibration(directory).normalised(IMAGE_PREP).numpy()
     batch = [EngineInput(image) for image in x]
     # Each engine re-lays the shared net only when built; build each right before its run.
-    want = factories["nchw"](directory, "cpu").run(batch).samples
-    got = factories["nhwc"](directory, "cpu").run(batch).samples
+    want = run_batch(factories["nchw"](directory, "cpu").steps(), batch).samples
+    got = run_batch(factories["nhwc"](directory, "cpu").steps(), batch).samples
     assert [s.class_index for s in got] == [s.class_index for s in want]
     for a, b in zip(got, want, strict=True):
         np.testing.assert_allclose(a.probabilities, b.probabilities, atol=1e-5)
