@@ -1,8 +1,9 @@
 """The Open Inference Protocol's model, independent of the wire: metadata, config and infer.
 
 HTTP (service/oip.py) and gRPC (service/grpc_server.py) both decode their request into an
-`InferenceRequest`, call `infer`, and encode the `InferenceAnswer`; so both take the same
-inputs, honour the same limits and batch in the same micro-batcher as /predict.
+`InferenceRequest`, call `infer`, and encode the `InferenceAnswer`; `infer` hands the samples
+to `classify` (service/classify.py), as /predict does, so all three take the same actions,
+honour the same limits and share the model's scheduler.
 
 Inputs: an image model takes `input` FP32 [B, 3, H, W] (already normalised, as Triton clients
 send) or `image` BYTES [B] (image files: raw bytes in binary/gRPC data, base64 text in JSON);

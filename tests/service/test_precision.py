@@ -32,6 +32,7 @@ from service.engines import (
 )
 from service.engines.parity import ParityReport, agreement, fastest_passing
 from service.engines.precision import CastParts, Mode, cpu_flags, runnable, unsupported
+from service.engines.stepping import Stepper
 from service.engines.torch_engine import TorchEngine
 from service.images import ImageSpec, decode_image
 from service.settings import Settings
@@ -40,6 +41,7 @@ from tests.service.helpers import (
     CIFAR_PNGS,
     IMAGE_PREP,
     TINY_CNN,
+    reference_input,
     serving,
     settings_for,
 )
@@ -194,6 +196,30 @@ def test_cast_parts_compute_in_bf16_and_hand_back_fp32():
     assert u_low.dtype == h_low.dtype == torch.float32
     assert not torch.equal(h_low, h)  # bf16 inside: not the fp32 result
     torch.testing.assert_close(h_low, h, atol=0.1, rtol=0.05)  # but close to it
+
+
+def test_both_schedulings_of_a_bf16_engine_compute_in_bf16_with_fp32_loops(tmp_path):
+    # bf16 autocast runs (emulated) on any CPU: this checks what runs, not how fast.
+    loaded = load_checkpoint(write_calibrated(tmp_path))
+    data = [reference_input(path)[0].numpy() for path in CIFAR_PNGS[:4]]
+    inputs = [EngineInput(x, a) for x, a in zip(data, (None, 1, 2, 3), strict=True)]
+    fp32 = run_batch(TorchEngine(loaded, "cpu").steps(), inputs).samples
+    steps = TorchEngine(loaded, "cpu", Mode("bf16")).steps()
+    assert isinstance(steps.parts, CastParts) and steps.parts.precision == "bf16"
+    batch = run_batch(steps, inputs).samples  # batch scheduling
+    stepper = Stepper(steps, capacity=2)  # iteration scheduling, a pool smaller than the batch
+    straight = stepper.straight(inputs, range(len(inputs)))
+    stepped = dict(straight.answered)
+    while stepper.busy:
+        outcome = stepper.step()
+        stepped.update(outcome.answered)
+    assert any(a.probabilities != b.probabilities for a, b in zip(batch, fp32, strict=True))
+    for key, want in enumerate(batch):
+        got = stepped[key]
+        assert (got.action, got.class_index) == (want.action, want.class_index)
+        assert abs(got.iterations - want.iterations) <= 1
+        np.testing.assert_allclose(got.probabilities, want.probabilities, atol=1e-2)
+        assert got.probabilities == pytest.approx(fp32[key].probabilities, abs=0.05)
 
 
 @needs_bf16
