@@ -28,7 +28,7 @@ import torch
 
 from model.actions import ACTIONS
 from model.checkpoint import load_checkpoint
-from service.engines import Engine, EngineInput, SampleResult, engine_factories
+from service.engines import Engine, EngineInput, SampleResult, engine_factories, run_batch
 from service.engines.precision import cpu_flags, runnable
 from service.settings import default_onnx_cache_dir
 
@@ -59,12 +59,13 @@ def measure(engine: Engine, inputs: list[np.ndarray], batch_size: int, seconds: 
         [EngineInput(x) for x in inputs[i : i + batch_size]]
         for i in range(0, len(inputs), batch_size)
     ]
-    samples = [s for batch in batches for s in engine.run(batch).samples]  # also a warm-up pass
+    steps = engine.steps()
+    samples = [s for batch in batches for s in run_batch(steps, batch).samples]  # warms up too
     stages: Counter[str] = Counter()
     passes, started = 0, time.perf_counter()
     while passes < MIN_PASSES or time.perf_counter() - started < seconds:
         for batch in batches:
-            stages.update(engine.run(batch).stage_seconds)
+            stages.update(run_batch(steps, batch).stage_seconds)
         passes += 1
     elapsed = time.perf_counter() - started
     runs = passes * len(batches)

@@ -1,6 +1,7 @@
 """How a looped action iterates, behind one registry: the chained loop and the staged sweep.
 
-A loop kind is four functions over a network's parts (`model.network.NetworkParts`):
+A loop kind (`model.parts.LoopKind`) is four functions over a network's parts
+(`model.parts.NetworkParts`):
 
 - `straight(parts, inj) -> states`: every layer once, the straight pass' (z1, z2, z3);
 - `start(action, states) -> z`: action k's loop state from the straight pass, (B, ...);
@@ -21,30 +22,12 @@ straight pass does, each from its own injection.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
-
 import torch
 from torch import Tensor
 
 from model.actions import N_LAYERS
 from model.config import ModelConfig
-
-if TYPE_CHECKING:  # the parts protocol lives with the network that composes them
-    from model.network import NetworkParts
-
-
-class LoopKind(Protocol):
-    def straight(self, parts: NetworkParts, inj: tuple[Tensor, ...]) -> tuple[Tensor, ...]: ...
-
-    def start(self, action: int, states: tuple[Tensor, ...]) -> Tensor: ...
-
-    def step(
-        self, parts: NetworkParts, action: int, z: Tensor, inj: tuple[Tensor, ...]
-    ) -> Tensor: ...
-
-    def finish(
-        self, parts: NetworkParts, action: int, z: Tensor, inj: tuple[Tensor, ...]
-    ) -> Tensor: ...
+from model.parts import LoopKind, NetworkParts
 
 
 class ChainedLoop:

@@ -20,7 +20,6 @@ data (logits and per-sample stats); it never logs.
 """
 
 from dataclasses import dataclass
-from typing import Protocol
 
 import torch
 import torch.nn.functional as F
@@ -31,8 +30,9 @@ from model.agent import AgentNet, choose_actions
 from model.backbones import build_backbone
 from model.backward import solve_loop
 from model.config import AGENT_INPUTS, ModelConfig
-from model.loops import LoopKind, loop_kind
+from model.loops import loop_kind
 from model.macs import ActionMacs, measure, tokens_of
+from model.parts import LoopKind, NetworkParts
 
 CONFIDENCE_FEATURES = 2  # the profile's last entries: top probability and entropy
 
@@ -222,31 +222,9 @@ def build_model(config: ModelConfig) -> DynaLayNet:
 #
 # A serving engine that schedules loops iteration by iteration needs the network cut into the
 # pieces it interleaves: the straight pass (for the agent), one iteration of an action's loop,
-# and the finish (the layers above the loop once more, then the head). `NetworkParts` is what a
-# runtime supplies (PyTorch modules here, ONNX sessions in the service); DynaLayNet itself runs
-# on the functions below.
-
-
-class NetworkParts(Protocol):
-    """The pieces of a DynaLay network, batch-first; `inj` is the stem's output tuple."""
-
-    loops: LoopKind  # how an action iterates (model/loops.py)
-
-    def stem(self, x: Tensor, lengths: Tensor | None) -> tuple[Tensor, ...]: ...
-
-    def injection(
-        self, index: int, below: Tensor, inj: tuple[Tensor, ...]
-    ) -> tuple[Tensor, ...]: ...
-
-    def layer(self, index: int, h: Tensor, inj: tuple[Tensor, ...]) -> Tensor: ...
-
-    def head(self, h: Tensor, inj: tuple[Tensor, ...]) -> Tensor: ...
-
-    def profile(
-        self, states: tuple[Tensor, ...], logits: Tensor, inj: tuple[Tensor, ...]
-    ) -> Tensor: ...
-
-    def agent(self, profile: Tensor) -> Tensor: ...
+# and the finish (the layers above the loop once more, then the head). `NetworkParts`
+# (model/parts.py) is what a runtime supplies (PyTorch modules here, ONNX sessions in the
+# service); DynaLayNet itself runs on the functions below.
 
 
 def profile_features(

@@ -45,9 +45,8 @@ from service.inference import (
     server_metadata,
 )
 from service.metrics import UNRESOLVED_MODEL
-from service.model_control import ModelControl
 from service.protocol import SERVICE, SERVICE_NAME, message
-from service.state import ServiceState
+from service.state import RepositoryControl, ServiceState
 from service.tensors import BYTES, NUMERIC, from_raw, to_raw, volume
 
 log = logging.getLogger(__name__)
@@ -169,7 +168,7 @@ class InferenceService:
         await _or_abort_async(context, control.unload, request.model_name)
         return message("RepositoryModelUnloadResponse")()
 
-    def _control(self, context: grpc.aio.ServicerContext) -> ModelControl:
+    def _control(self, context: grpc.aio.ServicerContext) -> RepositoryControl:
         key = self.state.settings.api_key
         check_api_key(_headers(context), key.get_secret_value() if key else None)
         if self.state.control is None:

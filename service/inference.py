@@ -1,8 +1,9 @@
 """The Open Inference Protocol's model, independent of the wire: metadata, config and infer.
 
 HTTP (service/oip.py) and gRPC (service/grpc_server.py) both decode their request into an
-`InferenceRequest`, call `infer`, and encode the `InferenceAnswer`; so both take the same
-inputs, honour the same limits and batch in the same micro-batcher as /predict.
+`InferenceRequest`, call `infer`, and encode the `InferenceAnswer`; `infer` hands the samples
+to `classify` (service/classify.py), as /predict does, so all three take the same actions,
+honour the same limits and share the model's scheduler.
 
 Inputs: an image model takes `input` FP32 [B, 3, H, W] (already normalised, as Triton clients
 send) or `image` BYTES [B] (image files: raw bytes in binary/gRPC data, base64 text in JSON);
@@ -16,7 +17,6 @@ the order asked, all of them when none is asked for. Parameters: `action` forces
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -24,12 +24,10 @@ from typing import Any
 
 import numpy as np
 
-from model.actions import ACTIONS
-from service.batcher import Completed
-from service.engines import EngineInput
+from service.classify import classify
 from service.errors import ServiceError
 from service.payload import PredictInput
-from service.predict import observe
+from service.request_queue import Completed
 from service.state import ServedModel, ServiceState
 from service.tensors import BYTES
 from service.text import EncodedText, validate_text
@@ -192,8 +190,7 @@ def _per_sample_dims(dims: list[int]) -> dict:
 async def infer(
     state: ServiceState, served: ServedModel, request: InferenceRequest, deadline: float
 ) -> InferenceAnswer:
-    """Validate, decode off the event loop, run every sample through the batcher, answer."""
-    action = served.action_id(_action(request.parameters))
+    """Validate, then `classify` every sample of the input tensor (decoded off the loop)."""
     deadline = _client_deadline(request.parameters, deadline)
     outputs = _requested_outputs(request.outputs)
     tensor = _the_input(served, request.inputs)
@@ -205,30 +202,15 @@ async def infer(
             f"a batch of {batch} samples is larger than max_batch_size {limit} (see "
             f"/v2/models/{served.name}/config); send at most {limit} per request",
         )
-    served.batcher.check_room()
-    in_progress = state.metrics.requests_in_progress.labels(served.name)
-    in_progress.inc()
-    try:
-        samples = await asyncio.to_thread(_samples, served, tensor, state)
-        done = await asyncio.gather(
-            *(served.batcher.submit(EngineInput(x, action), deadline) for x in samples)
-        )
-    finally:
-        in_progress.dec()
-    for completed in done:
-        observe(state, served.name, ACTIONS[completed.sample.action], completed)
+
+    def prepare() -> list[np.ndarray]:
+        return _samples(served, tensor, state)
+
+    action = request.parameters.get("action")
+    classified = await classify(served, prepare, action, deadline)
     return InferenceAnswer(
-        served.name, served.meta.version, request.id, _output_tensors(done, outputs)
+        served.name, served.meta.version, request.id, _output_tensors(classified.answers, outputs)
     )
-
-
-def _action(parameters: Mapping[str, Any]) -> str | None:
-    action = parameters.get("action")
-    if action is None:
-        return None
-    if action not in ACTIONS:
-        raise ServiceError(422, f"unknown action {str(action)[:32]!r}; accepted: {ACTIONS}")
-    return str(action)
 
 
 def _client_deadline(parameters: Mapping[str, Any], deadline: float) -> float:

@@ -75,7 +75,7 @@ def start_serving(state: ServiceState, engine: Engine) -> ServedModel:
     image_spec, text_encoder = input_pipeline(engine)
     batcher = build_scheduler(engine, state.metrics, state.settings)
     batcher.start()
-    return ServedModel(engine, batcher, image_spec, text_encoder)
+    return ServedModel(engine, batcher, state.metrics, image_spec, text_encoder)
 
 
 def publish(state: ServiceState, served: ServedModel) -> None:

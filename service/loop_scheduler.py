@@ -1,7 +1,8 @@
 """Iteration-level scheduling: straight inputs are answered at once, loops are batched per step.
 
-The request queue, admission (503 when full), deadlines (504) and the drain on shutdown are the
-micro-batcher's (service/batcher.py). What changes is what the engine thread does with a batch:
+The request queue, admission (503 when full), deadlines (504), the drain on shutdown and the
+non-finite guard are the model's request queue (service/request_queue.py), as in batch
+scheduling (service/batcher.py). What changes is what the engine thread does with a batch:
 
     ┌─ straight pass + agent over the requests queued now ─▶ answer every straight input
     │        looped inputs join the waiting list (with their straight-pass state)
@@ -36,18 +37,13 @@ import threading
 import time
 from dataclasses import dataclass
 
-from service.batcher import (
-    BATCH_FAILED,
-    DEADLINE_PASSED,
-    NON_FINITE,
-    Completed,
-    MicroBatcher,
-    Pending,
-)
-from service.engines import SampleResult, SteppedEngine
+from service.batcher import BATCH_FAILED
+from service.engine_thread import EngineThread
+from service.engines import Engine, EngineInput
 from service.engines.stepping import StepOutcome, Stepper
 from service.errors import ServiceError
 from service.metrics import Metrics
+from service.request_queue import DEADLINE_PASSED, Completed, Pending, QueueLimits, RequestQueue
 
 log = logging.getLogger(__name__)
 
@@ -63,10 +59,10 @@ class _Looping:
     batch_size: int  # the straight batch it came with
 
 
-class LoopScheduler(MicroBatcher):
+class LoopScheduler:
     def __init__(
         self,
-        engine: SteppedEngine,
+        engine: Engine,
         metrics: Metrics,
         *,
         pool_size: int,
@@ -75,14 +71,11 @@ class LoopScheduler(MicroBatcher):
         max_queue: int,
         retry_after_s: int = 1,
     ) -> None:
-        super().__init__(
-            engine,
-            metrics,
-            max_batch_size=max_batch_size,
-            max_delay_s=max_delay_s,
-            max_queue=max_queue,
-            retry_after_s=retry_after_s,
-        )
+        self.engine = engine
+        self.model = engine.meta.name
+        self._metrics = metrics
+        self._max_batch_size = max_batch_size
+        self._max_delay_s = max_delay_s
         self.pool_size = pool_size
         self._stepper = Stepper(engine.steps(), pool_size)
         self._looping: dict[int, _Looping] = {}  # key → request, from straight pass to answer
@@ -90,19 +83,41 @@ class LoopScheduler(MicroBatcher):
         # Set on the event loop (a request queued, a caller gone, stop), read by the engine
         # thread between two loop steps: the signal to hand back to the event loop.
         self._wake = threading.Event()
+        self.queue = RequestQueue(
+            self.model,
+            metrics,
+            QueueLimits(max_queue, retry_after_s),
+            held=self._waiting_for_the_pool,
+            on_queued=self._wake.set,  # a loop-step run yields to the new straight pass
+        )
+        self._thread = EngineThread(self.model)
 
     @property
     def in_flight(self) -> int:
         """Requests past their straight pass and not answered yet (iterating or waiting)."""
         return len(self._looping)
 
-    def has_room(self) -> bool:
-        # Samples beyond the pool's capacity wait with their state: they count as queued.
-        waiting = max(0, len(self._looping) - self.pool_size)
-        return self._queue.qsize() + waiting < self._max_queue
+    def start(self) -> None:
+        self._thread.start(self._serve())
 
-    def _taken(self) -> list[Pending]:
-        return [*self._current, *(looping.pending for looping in self._looping.values())]
+    async def stop(self, grace_s: float = 0.0) -> None:
+        """The drain of batch scheduling; a loop-step run in the engine thread ends after its
+        current step."""
+        self._wake.set()
+        await self.queue.drain(grace_s if self._thread.started else 0.0, self._thread.stop)
+
+    def check_room(self) -> None:
+        self.queue.check_room()
+
+    def has_room(self) -> bool:
+        return self.queue.has_room()
+
+    async def submit(self, item: EngineInput, deadline: float) -> Completed:
+        return await self.queue.submit(item, deadline)
+
+    def _waiting_for_the_pool(self) -> int:
+        # Samples beyond the pool's capacity wait with their state: they count as queued.
+        return max(0, len(self._looping) - self.pool_size)
 
     async def _serve(self) -> None:
         while True:
@@ -113,48 +128,36 @@ class LoopScheduler(MicroBatcher):
                 await self._loop_steps()
 
     async def _next_batch(self) -> list[Pending]:
-        """Idle: wait for a batch as the micro-batcher does. Looping: whatever is queued now."""
+        """Idle: wait for a batch as batch scheduling does. Looping: whatever is queued now."""
         if not self._stepper.busy:
-            return await self._collect()
-        batch = self._current = []
-        while len(batch) < self._max_batch_size and not self._queue.empty():
-            batch.append(self._queue.get_nowait())
-        self._publish_depth()
-        return batch
+            return await self.queue.collect(self._max_batch_size, self._max_delay_s)
+        return self.queue.take_queued(self._max_batch_size)
 
     async def _straight(self, batch: list[Pending]) -> None:
-        live = self._drop_dead(batch)
-        for _ in range(len(batch) - len(live)):
-            self._queue.task_done()  # dropped: answered already
-        self._current = live
+        live = self.queue.drop_dead(batch)
         if not live:
             return
-        dispatched = time.monotonic()
-        for pending in live:
-            self._metrics.queue_duration.labels(self.model).observe(dispatched - pending.enqueued)
-        self._metrics.batch_size.labels(self.model).observe(len(live))
+        dispatched = self.queue.dispatch(live)
         keys = [next(self._keys) for _ in live]
         inputs = [pending.item for pending in live]
         try:
-            outcome = await self._in_engine_thread(self._stepper.straight, inputs, keys)
+            outcome = await self._thread.call(self._stepper.straight, inputs, keys)
         except asyncio.CancelledError:
-            raise  # stop() answers self._current
+            raise  # the drain answers the requests it had taken
         except Exception:
             log.exception("model %r: a straight pass of %d failed", self.model, len(live))
             for pending in live:
-                self._settle(pending, ServiceError(500, BATCH_FAILED))
-            self._current = []
+                self.queue.fail(pending, ServiceError(500, BATCH_FAILED))
             return
         self._observe_stages(outcome.seconds)
         by_key = dict(zip(keys, live, strict=True))
         for key, sample in outcome.answered:
             pending = by_key.pop(key)
-            self._answer(pending, sample, dispatched - pending.enqueued, len(live))
+            self.queue.answer(pending, sample, dispatched - pending.enqueued, len(live))
         for key in outcome.looped:
             pending = by_key.pop(key)
             self._looping[key] = _Looping(pending, dispatched - pending.enqueued, len(live))
             pending.future.add_done_callback(self._wake_if_given_up)
-        self._current = []
 
     async def _loop_steps(self) -> None:
         """Loop steps back to back in the engine thread, until a request arrives (its straight
@@ -162,20 +165,18 @@ class LoopScheduler(MicroBatcher):
         is empty. Each step's answers go out as soon as it ends, not when the run ends."""
         evict = self._drop_gone()
         self._wake.clear()
-        if not self._queue.empty():
+        if not self.queue.empty():
             self._wake.set()  # arrived during the straight pass: one step, then theirs
         earliest = min((looping.pending.deadline for looping in self._looping.values()),
                        default=math.inf)  # fmt: skip
         try:
-            await self._in_engine_thread(
-                self._run_steps, evict, earliest, asyncio.get_running_loop()
-            )
+            await self._thread.call(self._run_steps, evict, earliest, asyncio.get_running_loop())
         except asyncio.CancelledError:
-            raise  # stop() answers what is looping
+            raise  # the drain answers what is looping
         except Exception:
             log.exception("model %r: a loop step over %d failed", self.model, len(self._looping))
             for looping in self._looping.values():
-                self._settle(looping.pending, ServiceError(500, LOOP_FAILED))
+                self.queue.fail(looping.pending, ServiceError(500, LOOP_FAILED))
             self._looping.clear()
             self._stepper.clear()  # the engine thread is idle: its call has returned
             self._metrics.observe_loop_step(self.model, 0, 0, 0)
@@ -200,18 +201,12 @@ class LoopScheduler(MicroBatcher):
         for key, sample in outcome.answered:
             looping = self._looping.pop(key, None)
             if looping is not None:  # None: evicted after this sample's last iteration
-                self._answer(looping.pending, sample, looping.queue_seconds, looping.batch_size)
+                pending, queued = looping.pending, looping.queue_seconds
+                self.queue.answer(pending, sample, queued, looping.batch_size)
 
     def _wake_if_given_up(self, future: asyncio.Future) -> None:
         if future.cancelled():  # its deadline passed or the client went away: evict it
             self._wake.set()
-
-    def _queued(self) -> None:
-        self._wake.set()  # a running loop-step run yields to the new request's straight pass
-
-    async def stop(self, grace_s: float = 0.0) -> None:
-        self._wake.set()  # whatever the engine thread runs ends after its current step
-        await super().stop(grace_s)
 
     def _drop_gone(self) -> list[int]:
         """Keys whose caller gave up or whose deadline passed (504): the step drops them."""
@@ -221,29 +216,9 @@ class LoopScheduler(MicroBatcher):
             if pending.future.done() or now >= pending.deadline:
                 gone.append(key)
         for key in gone:
-            self._settle(self._looping.pop(key).pending, ServiceError(504, DEADLINE_PASSED))
+            self.queue.fail(self._looping.pop(key).pending, ServiceError(504, DEADLINE_PASSED))
         return gone
 
     def _observe_stages(self, seconds: dict[str, float]) -> None:
         for stage, lap in seconds.items():
             self._metrics.observe_stage(self.model, stage, lap)
-
-    async def _in_engine_thread(self, fn, *args):
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
-
-    def _answer(
-        self, pending: Pending, sample: SampleResult, queue_seconds: float, batch_size: int
-    ) -> None:
-        if not all(map(math.isfinite, sample.probabilities)):
-            log.error("model %r: non-finite scores for a sample; answered 500", self.model)
-            self._settle(pending, ServiceError(500, NON_FINITE))
-            return
-        if not pending.future.done():
-            pending.future.set_result(Completed(sample, queue_seconds, batch_size))
-            self._metrics.observe_answer_time(self.model, sample.action, pending.enqueued)
-        self._queue.task_done()
-
-    def _settle(self, pending: Pending, error: ServiceError) -> None:
-        """Fail one taken request (if its caller still waits) and count it as worked off."""
-        self._fail(pending, error)
-        self._queue.task_done()

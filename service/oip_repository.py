@@ -17,10 +17,9 @@ from fastapi.responses import JSONResponse
 from service.auth import check_api_key
 from service.deps import StateDep
 from service.errors import ServiceError
-from service.model_control import ModelControl
 from service.payload import read_body
 from service.schemas import error_responses
-from service.state import ServiceState
+from service.state import RepositoryControl, ServiceState
 
 router = APIRouter(prefix="/v2/repository", tags=["open inference protocol"])
 
@@ -59,7 +58,7 @@ async def unload(name: str, request: Request, state: StateDep) -> JSONResponse:
     return JSONResponse({})
 
 
-def _control(request: Request, state: ServiceState) -> ModelControl:
+def _control(request: Request, state: ServiceState) -> RepositoryControl:
     key = state.settings.api_key
     check_api_key(request.headers, key.get_secret_value() if key else None)
     if state.control is None:

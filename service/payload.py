@@ -17,7 +17,6 @@ from starlette.datastructures import Headers, UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import ClientDisconnect, Request
 
-from model.actions import ACTIONS
 from service.errors import CLOSE, ServiceError, describe_validation_errors
 from service.schemas import PredictJSON
 
@@ -34,7 +33,7 @@ class PredictInput:
     image: bytes | str | None = None  # raw bytes (multipart) or base64 text (JSON)
     text: str | None = None
     model: str | None = None
-    action: str | None = None  # an ACTIONS name
+    action: str | None = None  # an ACTIONS name (validated by ServedModel.action_id)
 
 
 async def read_predict_input(request: Request, max_body_bytes: int) -> PredictInput:
@@ -106,7 +105,7 @@ async def parse_multipart(headers: Headers, body: bytes) -> PredictInput:
             "image",
             image=await upload.read(),
             model=_model_field(form.get("model")),
-            action=_action_field(form.get("action")),
+            action=_text_field(form.get("action"), "action"),  # checked by the model's action_id
         )
     finally:
         await form.close()
@@ -147,13 +146,6 @@ def _model_field(value: object) -> str | None:
     if model is not None and len(model) > MAX_MODEL_NAME:
         raise ServiceError(422, f"form field `model` is longer than {MAX_MODEL_NAME} characters")
     return model
-
-
-def _action_field(value: object) -> str | None:
-    action = _text_field(value, "action")
-    if action is not None and action not in ACTIONS:
-        raise ServiceError(422, f"unknown action {action[:32]!r}; accepted: {', '.join(ACTIONS)}")
-    return action
 
 
 def _media_type(headers: Headers) -> str:

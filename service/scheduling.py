@@ -1,46 +1,59 @@
 """How a model's requests reach its engine, behind one registry: `DYNALAY_LOOP_SCHEDULING`.
 
-Every entry has the signature `(engine, metrics, settings) -> MicroBatcher`:
+Every entry has the signature `(engine, metrics, settings) -> Scheduler`; both hold the model's
+request queue (service/request_queue.py) and run the engine through the shared stepper
+(service/engines/stepping.py):
 
 - "iteration" (default): straight inputs are answered right after the straight pass, loops run
-  one fixed-point iteration per step in a bounded pool (service/loop_scheduler.py). Needs an
-  engine that offers `steps()`; one that does not is served with "batch" (logged).
+  one fixed-point iteration per step in a bounded pool (service/loop_scheduler.py).
 - "batch": a batch is answered when its slowest loop has converged (service/batcher.py).
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
+from typing import Protocol
 
 from service.batcher import MicroBatcher
-from service.engines import Engine, offers_steps
+from service.engines import Engine, EngineInput
 from service.loop_scheduler import LoopScheduler
 from service.metrics import Metrics
+from service.request_queue import Completed
 from service.settings import Settings
 
-log = logging.getLogger(__name__)
 
-SchedulerFactory = Callable[[Engine, Metrics, Settings], MicroBatcher]
+class Scheduler(Protocol):
+    """What the service asks of a model's scheduler."""
+
+    def start(self) -> None:
+        """Begin serving (on the running event loop)."""
+        ...
+
+    async def stop(self, grace_s: float = 0.0) -> None:
+        """Drain: no new request, the accepted ones within `grace_s`, 503 for the rest."""
+        ...
+
+    def check_room(self) -> None:
+        """Raise the 503 a new request would get now, if any."""
+        ...
+
+    def has_room(self) -> bool: ...
+
+    async def submit(self, item: EngineInput, deadline: float) -> Completed:
+        """One input's answer; raises ServiceError 503/504/500."""
+        ...
 
 
-def batch_scheduling(engine: Engine, metrics: Metrics, settings: Settings) -> MicroBatcher:
+SchedulerFactory = Callable[[Engine, Metrics, Settings], Scheduler]
+
+
+def batch_scheduling(engine: Engine, metrics: Metrics, settings: Settings) -> Scheduler:
     return MicroBatcher(engine, metrics, **_batching(settings))
 
 
-def iteration_scheduling(engine: Engine, metrics: Metrics, settings: Settings) -> MicroBatcher:
-    if not offers_steps(engine):
-        log.info(
-            "model %r: engine %r has no step interface; its loops are batch-scheduled",
-            engine.meta.name,
-            engine.name,
-        )
-        return batch_scheduling(engine, metrics, settings)
+def iteration_scheduling(engine: Engine, metrics: Metrics, settings: Settings) -> Scheduler:
     return LoopScheduler(
-        engine,  # type: ignore[arg-type]  # offers_steps checked it
-        metrics,
-        pool_size=settings.loop_pool_capacity,
-        **_batching(settings),
+        engine, metrics, pool_size=settings.loop_pool_capacity, **_batching(settings)
     )
 
 
@@ -50,7 +63,7 @@ SCHEDULERS: dict[str, SchedulerFactory] = {
 }
 
 
-def build_scheduler(engine: Engine, metrics: Metrics, settings: Settings) -> MicroBatcher:
+def build_scheduler(engine: Engine, metrics: Metrics, settings: Settings) -> Scheduler:
     name = settings.loop_scheduling
     if name not in SCHEDULERS:
         raise ValueError(f"unknown loop scheduling {name!r}; choose one of {sorted(SCHEDULERS)}")

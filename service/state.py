@@ -4,29 +4,39 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 
-from service.batcher import MicroBatcher
+from model.actions import ACTIONS
 from service.engines import Engine, ModelMeta
 from service.errors import ServiceError
 from service.images import ImageSpec, decode_image
 from service.metrics import Metrics
 from service.payload import PredictInput, decode_base64_image
+from service.scheduling import Scheduler
 from service.settings import Settings
 from service.text import EncodedText, TextEncoder
 
-if TYPE_CHECKING:
-    from service.model_control import ModelControl
+
+class RepositoryControl(Protocol):
+    """What the repository routes ask of model control (service/model_control.py implements
+    it; named here so the state need not import the module that loads into it)."""
+
+    def index(self, ready_only: bool = False) -> list[dict]: ...
+
+    async def load(self, name: str) -> None: ...
+
+    async def unload(self, name: str) -> None: ...
 
 
 @dataclass
 class ServedModel:
-    """One loaded model: its engine, its batcher and its input pipeline."""
+    """One loaded model: its engine, its scheduler, its metrics and its input pipeline."""
 
     engine: Engine
-    batcher: MicroBatcher
+    batcher: Scheduler
+    metrics: Metrics
     image_spec: ImageSpec | None = None
     text_encoder: TextEncoder | None = None
 
@@ -38,11 +48,16 @@ class ServedModel:
     def name(self) -> str:
         return self.engine.meta.name
 
-    def action_id(self, action: str | None) -> int | None:
-        """A forced action's id for this model (None: the agent decides); 422 for an action
-        the model does not offer (`tta` needs an image model trained with it)."""
+    def action_id(self, action: object) -> int | None:
+        """A forced action's id for this model (None: the agent decides), whichever protocol
+        named it; 422 for a name that is no action, or one the model does not offer (`tta`
+        needs an image model trained with it)."""
         if action is None:
             return None
+        if not isinstance(action, str) or action not in ACTIONS:
+            raise ServiceError(
+                422, f"unknown action {str(action)[:32]!r}; accepted: {', '.join(ACTIONS)}"
+            )
         offered = self.meta.actions
         if action not in offered:
             raise ServiceError(
@@ -73,7 +88,7 @@ class ServiceState:
     failed: dict[str, str] = field(default_factory=dict)  # skipped model directory -> why
     draining: bool = False  # SIGTERM received: refuse new work, finish what was accepted
     started: float = field(default_factory=time.monotonic)
-    control: ModelControl | None = None  # the repository extension (set by the lifespan)
+    control: RepositoryControl | None = None  # the repository extension (set by the lifespan)
 
     def reset(self) -> None:
         """Forget a previous run: an app's lifespan may start again after a shutdown."""

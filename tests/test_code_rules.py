@@ -369,3 +369,88 @@ def test_checker_counts_lines():
         Violation("long-file", "service/long.py", f"over {MAX_LINES} lines")
     }
     assert check("service/short.py", "x = 1\n" * MAX_LINES) == set()
+
+
+# ---- (e) no import cycles inside a package -----------------------------------------------------
+
+ACYCLIC_PACKAGES = ("service", "model")
+
+
+def imported_modules(path: str, source: str, package: str) -> set[str]:
+    """The modules of `package` that the file `path` (relative to the root) imports anywhere:
+    at the top, under `if TYPE_CHECKING:` and inside functions alike (ast.walk sees every
+    statement)."""
+    checker = _FileChecker(path, source)
+    found: set[str] = set()
+    for node in ast.walk(checker.tree):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            source_module = checker._absolute(node)
+            # `from pkg import mod` imports the module pkg.mod; `from mod import name` mod itself
+            names = [
+                f"{source_module}.{alias.name}"
+                if is_repo_module(f"{source_module}.{alias.name}")
+                else source_module
+                for alias in node.names
+            ]
+        else:
+            continue
+        found |= {name for name in names if name.split(".")[0] == package}
+    return found - {checker.module}
+
+
+def import_graph(package: str) -> dict[str, set[str]]:
+    """module → the modules of the same package it imports."""
+    files = sorted(f for f in (ROOT / package).rglob("*.py") if "__pycache__" not in f.parts)
+    graph = {}
+    for file in files:
+        path = str(file.relative_to(ROOT))
+        graph[module_name(path)] = imported_modules(path, file.read_text("utf-8"), package)
+    return graph
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str]:
+    """One import cycle [a, b, ..., a] of `graph`, or [] when it has none (depth-first search,
+    the grey set being the modules on the current path)."""
+    done: set[str] = set()
+
+    def visit(node: str, path: list[str]) -> list[str]:
+        if node in path:
+            return [*path[path.index(node) :], node]
+        if node in done:
+            return []
+        for target in sorted(graph.get(node, ())):
+            cycle = visit(target, [*path, node])
+            if cycle:
+                return cycle
+        done.add(node)
+        return []
+
+    for start in sorted(graph):
+        cycle = visit(start, [])
+        if cycle:
+            return cycle
+    return []
+
+
+@pytest.mark.parametrize("package", ACYCLIC_PACKAGES)
+def test_no_import_cycle_inside_a_package(package):
+    graph = import_graph(package)
+    assert len(graph) > 10  # the package was found and read
+    assert find_cycle(graph) == []
+
+
+def test_the_cycle_finder_sees_type_checking_and_local_imports():
+    graph = {"p.a": {"p.b"}, "p.b": {"p.c"}, "p.c": {"p.a"}, "p.d": {"p.a"}}
+    assert find_cycle(graph) == ["p.a", "p.b", "p.c", "p.a"]
+    assert find_cycle({"p.a": {"p.b"}, "p.b": set(), "p.c": {"p.a", "p.b"}}) == []
+    source = (
+        "from typing import TYPE_CHECKING\n"
+        "if TYPE_CHECKING:\n    from service.engines.stepping import EngineSteps\n"
+        "def f():\n    from service import state\n"
+        "from . import precision\n"
+        "import torch\n"
+    )
+    found = imported_modules("service/engines/probe.py", source, "service")
+    assert found == {"service.engines.stepping", "service.state", "service.engines.precision"}

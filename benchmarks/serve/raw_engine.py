@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from benchmarks.serve.loads import LOADS, action_id
-from service.engines import Engine, EngineInput, engine_factories, get_engine_factory
+from service.engines import Engine, EngineInput, engine_factories, get_engine_factory, run_batch
 from service.images import ImageSpec, decode_image
 from service.repository import discover, resolve_device
 from service.settings import default_onnx_cache_dir
@@ -25,7 +25,7 @@ class RawEngine:
     def time(self, load: str, size: int, seconds: float) -> None:
         if (load, size) not in self.timings:
             self.timings[load, size] = RawTiming(self._batch(load, size))
-            self.engine.run(self.timings[load, size].batch)  # warm this shape
+            run_batch(self.engine.steps(), self.timings[load, size].batch)  # warm this shape
         self.timings[load, size].time(self.engine, seconds)
 
     def rows(self) -> list[dict]:
@@ -55,9 +55,9 @@ class RawTiming:
 
     def time(self, engine: Engine, seconds: float) -> None:
         start = time.perf_counter()
-        n = 0
+        n, steps = 0, engine.steps()
         while n == 0 or time.perf_counter() - start < seconds:
-            for stage, lap in engine.run(self.batch).stage_seconds.items():
+            for stage, lap in run_batch(steps, self.batch).stage_seconds.items():
                 self.stages[stage] = self.stages.get(stage, 0.0) + lap
             n += 1
         self.batches += n

@@ -15,12 +15,12 @@ from service.engines.base import (
     Engine,
     EngineFactory,
     EngineInput,
+    EngineSteps,
     ModelMeta,
     SampleResult,
-    SteppedEngine,
-    offers_steps,
 )
 from service.engines.precision import SERVE_REFERENCE, Mode, PrecisionError, PrecisionPolicy
+from service.engines.stepping import run_batch
 
 
 def _torch(directory: Path, device: str, policy: PrecisionPolicy = SERVE_REFERENCE) -> Engine:
@@ -61,15 +61,15 @@ __all__ = [
     "Engine",
     "EngineFactory",
     "EngineInput",
+    "EngineSteps",
     "Mode",
     "ModelMeta",
     "PrecisionError",
     "PrecisionPolicy",
     "SampleResult",
-    "SteppedEngine",
     "engine_factories",
     "get_engine_factory",
-    "offers_steps",
+    "run_batch",
 ]
 
 

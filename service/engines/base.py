@@ -1,8 +1,11 @@
-"""What every engine gives the service: a model's metadata and `run(batch) -> per-sample results`.
+"""What every engine gives the service: a model's metadata, `steps()` and `warmup()`.
 
-Engines see plain numpy inputs and return plain Python results, so the batcher, the HTTP layer and
-the metrics never touch torch (or onnxruntime) objects. An engine that also offers `steps()` (the
-parts of its network, service/engines/stepping.py) can be scheduled iteration by iteration.
+An engine is the parts of one checkpoint's network on a device (`EngineSteps`: PyTorch modules
+or ONNX Runtime sessions, how a batch is collated, the loop settings). It runs nothing itself:
+the shared stepper (service/engines/stepping.py) runs every engine, a whole batch to the end
+(`run_batch`, batch scheduling) or one loop step at a time (iteration scheduling). Requests come
+in as plain numpy inputs and results go out as plain Python values, so the schedulers, the HTTP
+layer and the metrics never touch torch (or onnxruntime) objects.
 """
 
 from __future__ import annotations
@@ -10,15 +13,16 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 import numpy as np
+import torch
+from torch import Tensor
 
 from model.actions import ACTIONS, THESIS_ACTIONS, n_actions
 from model.checkpoint import LoadedCheckpoint
-
-if TYPE_CHECKING:
-    from service.engines.stepping import EngineSteps
+from model.macs import ActionMacs
+from model.parts import NetworkParts
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,22 @@ class BatchOutput:
     stage_seconds: dict[str, float] = field(default_factory=dict)  # straight/agent/loop/head
 
 
+Collate = Callable[[Sequence[EngineInput]], tuple[Tensor, Tensor | None]]
+
+
+@dataclass(frozen=True)
+class EngineSteps:
+    """What an engine hands the stepper: plain data, no behaviour of its own."""
+
+    parts: NetworkParts
+    collate: Collate  # inputs → (x, lengths) on `device` (service/engines/inputs.py)
+    solver: str  # the checkpoint's forward solver (model.solvers.SOLVERS key)
+    tol: float
+    max_iter: int
+    device: torch.device
+    macs: ActionMacs  # what each piece costs one sample (the checkpoint's network, counted)
+
+
 class Engine(Protocol):
     name: str  # registry name, e.g. "torch"
     device: str  # e.g. "cpu", "cuda:0"
@@ -80,24 +100,13 @@ class Engine(Protocol):
     layout: str  # image memory layout: "nchw" or "nhwc" (channels_last)
     meta: ModelMeta
 
-    def run(self, batch: Sequence[EngineInput]) -> BatchOutput:
-        """Blocking; called from one worker thread per model, never on the event loop."""
+    def steps(self) -> EngineSteps:
+        """The parts, collation and loop settings the shared `Stepper` runs this model from."""
         ...
 
     def warmup(self) -> None:
         """Exercise every action once, so the first request pays no one-off costs."""
         ...
-
-
-class SteppedEngine(Engine, Protocol):
-    def steps(self) -> EngineSteps:
-        """The parts, collation and loop settings the shared `Stepper` runs this model from."""
-        ...
-
-
-def offers_steps(engine: Engine) -> bool:
-    """Whether `engine` can be scheduled iteration by iteration (it has `steps()`)."""
-    return callable(getattr(engine, "steps", None))
 
 
 EngineFactory = Callable[[Path, str], Engine]  # (checkpoint directory, device) -> engine

@@ -14,7 +14,8 @@ precision: the loop states, residuals and stop tests stay fp32.
 
 The calibration ranges come from the first CALIBRATION_IMAGES images of the set, each run
 through the straight pass and CALIBRATION_ITERATIONS iterations of `loop_all` (so the layers
-see their own iterates, whose range settles within a few); the parity gate (service/engines/parity.py) then checks the result on the whole set.
+see their own iterates, whose range settles within a few); the parity gate
+(service/engines/parity.py) then checks the result on the whole set.
 """
 
 from __future__ import annotations

@@ -47,13 +47,13 @@ from model.onnx_parts import (
     model_inputs,
     part_names,
 )
-from service.engines.base import BatchOutput, EngineInput, ModelMeta
+from service.engines.base import EngineInput, EngineSteps, ModelMeta
+from service.engines.inputs import collate, warmup_batch
 from service.engines.int8 import int8_unsupported, quantize_parts, scratch_dir
 from service.engines.onnx_cache import ExportLocation, OnnxEngineError, locate_export
 from service.engines.parity import select_mode
 from service.engines.precision import AUTO, SERVE_REFERENCE, Mode, PrecisionError, PrecisionPolicy
-from service.engines.stages import WARMUP_TOKENS
-from service.engines.stepping import EngineSteps, Stepper
+from service.engines.stepping import run_batch
 
 _TORCH_DTYPES = {
     "tensor(float)": torch.float32,
@@ -101,15 +101,11 @@ class OnnxEngine:
         """The providers the sessions actually run on, best first."""
         return self._parts["stem"].session.get_providers()
 
-    def run(self, batch: Sequence[EngineInput]) -> BatchOutput:
-        # The whole batch through the shared stepper: the loop the scheduler steps, run to the end.
-        return Stepper(self.steps(), capacity=len(batch)).run(batch)
-
     def steps(self) -> EngineSteps:
         config = self.config
         return EngineSteps(
             OnnxParts(self._parts, self.config),
-            self._collate,
+            partial(collate, modality=self.meta.modality, device=self._torch_device),
             config.solver,
             config.tol,
             config.max_iter,
@@ -118,18 +114,11 @@ class OnnxEngine:
         )
 
     def warmup(self) -> None:
-        # One sample per forced action plus one the agent decides: every part runs once.
-        dummy = _dummy_input(self.meta)
-        self.run([EngineInput(dummy, action) for action in (*range(len(self.meta.actions)), None)])
-
-    def _collate(self, batch: Sequence[EngineInput]) -> tuple[Tensor, Tensor | None]:
-        """Images (B, 3, H, W) and None, or ids (B, T) padded with 0 and lengths (B,)."""
-        feeds = list(_collate(batch, self.meta.modality, self._torch_device).values())
-        return feeds[0], (feeds[1] if len(feeds) > 1 else None)
+        run_batch(self.steps(), warmup_batch(self.meta))
 
 
 class OnnxParts:
-    """`model.network.NetworkParts` evaluated by the exported ONNX sessions."""
+    """`model.parts.NetworkParts` evaluated by the exported ONNX sessions."""
 
     def __init__(self, parts: Mapping[str, OnnxPart], config: ModelConfig) -> None:
         self._parts = parts
@@ -269,29 +258,6 @@ def _check_providers(session: Any, providers: list, path: Path) -> None:
             f"{path}: asked onnxruntime for {wanted} but the session runs on {got} (silent "
             "fallback: check that the CUDA/cuDNN libraries match the onnxruntime-gpu wheel)"
         )
-
-
-# ---- inputs -----------------------------------------------------------------------------------
-
-
-def _collate(batch: Sequence[EngineInput], modality: str, device: torch.device) -> dict:
-    """The stem's feeds: images (B, 3, H, W), or ids (B, T) padded with 0 + lengths (B,)."""
-    if modality != "text":
-        x = torch.from_numpy(np.stack([item.data for item in batch]).astype(np.float32))
-        return dict(zip(model_inputs("cnn"), [x.to(device)], strict=True))
-    lengths = [len(item.data) for item in batch]
-    ids = np.zeros((len(batch), max(lengths)), dtype=np.int64)  # pad to the longest, as torch
-    for row, item in enumerate(batch):
-        ids[row, : len(item.data)] = item.data
-    tensors = [torch.from_numpy(ids).to(device), torch.tensor(lengths, device=device)]
-    return dict(zip(model_inputs("lstm"), tensors, strict=True))
-
-
-def _dummy_input(meta: ModelMeta) -> np.ndarray:
-    if meta.modality == "text":
-        return np.ones(WARMUP_TOKENS, dtype=np.int64)
-    height, width = meta.preprocessing.get("image_size", (32, 32))
-    return np.zeros((3, int(height), int(width)), dtype=np.float32)
 
 
 def load(

@@ -35,6 +35,7 @@ from service.engines.precision import (
     PrecisionPolicy,
     unsupported,
 )
+from service.engines.stepping import run_batch
 
 log = logging.getLogger(__name__)
 
@@ -83,9 +84,10 @@ def run_set(
     """Every input's answer, in batches, and the seconds of that pass (after a warm-up batch:
     one-off kernel and weight-cast costs stay out of the timing)."""
     batches = [inputs[i : i + batch_size] for i in range(0, len(inputs), batch_size)]
-    engine.run(batches[0])
+    steps = engine.steps()
+    run_batch(steps, batches[0])
     started = time.perf_counter()
-    samples = [s for batch in batches for s in engine.run(batch).samples]
+    samples = [s for batch in batches for s in run_batch(steps, batch).samples]
     return samples, time.perf_counter() - started
 
 
@@ -100,7 +102,7 @@ def choose_layout(
     seconds = {}
     for candidate in LAYOUTS:
         engine = build(Mode(precision, candidate))
-        engine.run(probe)  # warm-up
+        run_batch(engine.steps(), probe)  # warm-up
         seconds[candidate] = min(_timed(engine, probe) for _ in range(PROBE_RUNS))
     return min(seconds, key=seconds.__getitem__)
 
@@ -177,8 +179,9 @@ def candidate_precisions(
 
 
 def _timed(engine: Engine, batch: Sequence[EngineInput]) -> float:
+    steps = engine.steps()
     started = time.perf_counter()
-    engine.run(batch)
+    run_batch(steps, batch)
     return time.perf_counter() - started
 
 

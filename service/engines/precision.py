@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from model.network import NetworkParts
+from model.parts import NetworkParts
 
 PRECISIONS = ("fp32", "bf16", "fp16", "int8")
 REDUCED = {"bf16": torch.bfloat16, "fp16": torch.float16}

@@ -1,34 +1,10 @@
-"""What both engines share: stage timing, per-sample results, the warm-up input size."""
+"""Stage timing: where a batch's time goes (straight pass, agent, loop, head)."""
 
 from __future__ import annotations
 
 import time
 
 import torch
-
-from model.network import ForwardOutput
-from service.engines.base import SampleResult
-
-WARMUP_TOKENS = 8  # length of the dummy text used to warm a text model up
-
-
-def to_samples(out: ForwardOutput) -> list[SampleResult]:
-    probabilities = out.logits.float().softmax(dim=1).cpu().tolist()  # (B, C)
-    class_index = out.logits.argmax(dim=1).cpu().tolist()
-    columns = (out.actions, out.iterations, out.converged, out.layer_evaluations, out.macs)
-    actions, iterations, converged, evaluations, macs = (t.cpu().tolist() for t in columns)
-    return [
-        SampleResult(
-            class_index=class_index[i],
-            probabilities=tuple(probabilities[i]),
-            action=actions[i],
-            iterations=iterations[i],
-            converged=bool(converged[i]),
-            layer_evaluations=evaluations[i],
-            macs=macs[i],
-        )
-        for i in range(len(actions))
-    ]
 
 
 class StageClock:

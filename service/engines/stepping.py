@@ -1,8 +1,9 @@
 """One loop for every engine: straight passes and a bounded pool of fixed-point loops, stepped.
 
-An engine supplies the parts of its network (`model.network.NetworkParts`: PyTorch modules or
+An engine supplies the parts of its network (`model.parts.NetworkParts`: PyTorch modules or
 ONNX Runtime sessions), how it collates a batch, and the loop settings of its checkpoint
-(`EngineSteps`). `Stepper` runs the algorithm from those parts, one piece per call:
+(`EngineSteps`, service/engines/base.py). `Stepper` runs the algorithm from those parts, one
+piece per call:
 
 - `straight(batch, keys)`: stem, L1..L3, head, profile and agent over a new batch. Inputs the
   agent keeps straight (or that force `straight`) are answered at once, and so are those that
@@ -28,6 +29,9 @@ Host waits: a step reads back once. On CUDA the answers of the samples retired i
 read back together with the next step's stop mask, so an iteration costs one wait and nothing
 is read per sample; on the CPU, where a read costs nothing, they are read at once.
 
+Batch scheduling is the same stepper run to the end (`Stepper.run`, `run_batch`): every
+engine's answers come from this one loop, whichever scheduler asked.
+
 The samples in flight and their trackers are `service/engines/loop_rows.py`; the tensor helpers
 (one read-back, host indices, padding) `service/engines/device_tensors.py`.
 """
@@ -35,7 +39,7 @@ The samples in flight and their trackers are `service/engines/loop_rows.py`; the
 from __future__ import annotations
 
 import collections
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -43,9 +47,8 @@ import torch
 from torch import Tensor
 
 from model.actions import N_LAYERS, N_LOOP_ACTIONS, TTA, layer_evaluations
-from model.macs import ActionMacs, tokens_of
+from model.macs import tokens_of
 from model.network import (
-    NetworkParts,
     StraightPass,
     finish,
     loop_iteration,
@@ -54,27 +57,12 @@ from model.network import (
     tta_logits,
 )
 from model.solvers import get_solver, judge
-from service.engines.base import BatchOutput, EngineInput, SampleResult
+from service.engines.base import BatchOutput, EngineInput, EngineSteps, SampleResult
 from service.engines.device_tensors import host_index, per_row, read_back
 from service.engines.loop_rows import Answer, FinishedRows, LoopRows, decode_answers
 from service.engines.stages import StageClock
 
 STEPWISE_SOLVER = "fixed_point"  # the solver whose iterations are independent steps
-
-Collate = Callable[[Sequence[EngineInput]], tuple[Tensor, Tensor | None]]
-
-
-@dataclass(frozen=True)
-class EngineSteps:
-    """What an engine supplies for the step interface."""
-
-    parts: NetworkParts
-    collate: Collate  # inputs → (x, lengths) on `device`, as the engine's run() collates
-    solver: str  # the checkpoint's forward solver (model.solvers.SOLVERS key)
-    tol: float
-    max_iter: int
-    device: torch.device
-    macs: ActionMacs  # what each piece costs one sample (the checkpoint's network, counted)
 
 
 @dataclass(frozen=True)
@@ -303,6 +291,11 @@ class Stepper:
                 self._pool[action] = kept
         waiting = (rows.without(keys, device) for rows in self._waiting)
         self._waiting = collections.deque(rows for rows in waiting if rows is not None)
+
+
+def run_batch(steps: EngineSteps, batch: Sequence[EngineInput]) -> BatchOutput:
+    """Batch scheduling: the whole batch through a stepper of its own size, to the end."""
+    return Stepper(steps, capacity=max(len(batch), 1)).run(batch)
 
 
 def _straight_result(class_index: int, probabilities: np.ndarray, macs: int) -> SampleResult:

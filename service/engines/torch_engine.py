@@ -1,28 +1,30 @@
-"""The PyTorch engine: a loaded checkpoint run stage by stage under `torch.inference_mode()`.
+"""The PyTorch engine: a loaded checkpoint's own modules, handed to the shared stepper.
 
-Stages are timed separately (straight pass, agent, looped recomputation, head = softmax and the
-copy to the host) so the metrics can show where a batch's time goes. On CUDA each lap waits for
-the device, otherwise the asynchronous launches would all be billed to the last stage.
-`run` is the model's own `DynaLayNet` forward (batch scheduling); `steps` hands the same modules
-to the shared stepper (service/engines/stepping.py) for iteration-level scheduling.
+`steps()` gives the stepper (service/engines/stepping.py) the network's modules as its parts,
+so batch scheduling (`run_batch`) and iteration scheduling both run the one loop every engine
+runs; its answers equal the model's own `DynaLayNet.forward` (up to float rounding of batched
+kernels). The stepper times the stages (straight pass, agent, loop, head) and, on CUDA, waits
+for the device at each lap of a straight pass so the laps are billed where they ran.
 
-In a reduced precision (service/engines/precision.py) the modules run as `CastParts`, and `run`
-goes through the stepper too, so both schedulings compute exactly what the parity gate
-(service/engines/parity.py) checked at load: bf16 inside the parts, fp32 in between.
+In a reduced precision (service/engines/precision.py) the modules run as `CastParts`: bf16 or
+fp16 inside each part, fp32 in between, so the loop states, the fixed-point residuals and stop
+tests stay fp32 — exactly what the parity gate (service/engines/parity.py) checked at load,
+whichever scheduler serves.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from model.calibration import load_calibration
 from model.checkpoint import LoadedCheckpoint, load_checkpoint
-from model.network import ModuleParts, NetworkParts
-from service.engines.base import BatchOutput, EngineInput, ModelMeta
+from model.network import ModuleParts
+from model.parts import NetworkParts
+from service.engines.base import EngineInput, EngineSteps, ModelMeta
+from service.engines.inputs import blank_input, collate, warmup_batch
 from service.engines.parity import select_mode
 from service.engines.precision import (
     REFERENCE,
@@ -30,11 +32,9 @@ from service.engines.precision import (
     CastParts,
     Mode,
     PrecisionPolicy,
-    in_layout,
     memory_format,
 )
-from service.engines.stages import WARMUP_TOKENS, StageClock, to_samples
-from service.engines.stepping import EngineSteps, Stepper
+from service.engines.stepping import run_batch
 
 LAYOUT_PROBE = 8  # inputs the layouts are timed on at load: tiny, once
 
@@ -54,80 +54,26 @@ class TorchEngine:
         self._macs = loaded.net.action_macs
         self.net.to(memory_format=memory_format(mode.layout))  # 4-D weights only
 
-    def run(self, batch: Sequence[EngineInput]) -> BatchOutput:
-        if self.precision != "fp32":
-            return Stepper(self.steps(), capacity=len(batch)).run(batch)
-        with torch.inference_mode():
-            return self._run(batch)
-
     def steps(self) -> EngineSteps:
-        config = self.net.config
+        config, device = self.net.config, self._torch_device
         return EngineSteps(
             self._parts(),
-            self._collate,
+            partial(collate, modality=self.meta.modality, device=device, layout=self.layout),
             config.solver,
             config.tol,
             config.max_iter,
-            self._torch_device,
+            device,
             self._macs,
         )
 
     def warmup(self) -> None:
-        # One sample per forced action plus one the agent decides: every code path runs once.
-        dummy = self._dummy_input()
-        self.run([EngineInput(dummy, action) for action in (*range(len(self.meta.actions)), None)])
+        run_batch(self.steps(), warmup_batch(self.meta))
 
     def _parts(self) -> NetworkParts:
         parts = ModuleParts(self.net)
         if self.precision == "fp32":
             return parts
         return CastParts(parts, self.precision, self._torch_device)
-
-    def _run(self, batch: Sequence[EngineInput]) -> BatchOutput:
-        x, lengths = self._collate(batch)
-        clock = StageClock(self._torch_device)
-        straight = self.net.straight(x, lengths)
-        clock.lap("straight")
-        actions, agent_logits = self.net.decide(straight)
-        actions = self._apply_forced(actions, batch)
-        clock.lap("agent")
-        out = self.net.recompute(straight, actions, agent_logits)
-        clock.lap("loop")
-        samples = to_samples(out)
-        clock.lap("head")
-        return BatchOutput(samples, clock.seconds)
-
-    def _collate(self, batch: Sequence[EngineInput]) -> tuple[torch.Tensor, torch.Tensor | None]:
-        if self.meta.modality == "text":
-            return self._collate_text(batch)
-        x = torch.from_numpy(np.stack([item.data for item in batch]))  # (B, 3, H, W)
-        return in_layout(x.to(self._torch_device, non_blocking=True), self.layout), None
-
-    def _collate_text(self, batch: Sequence[EngineInput]) -> tuple[torch.Tensor, torch.Tensor]:
-        # Pad to the batch's longest sequence; 0 is the padding id (model contract).
-        lengths = [len(item.data) for item in batch]
-        ids = np.zeros((len(batch), max(lengths)), dtype=np.int64)  # (B, T)
-        for row, item in enumerate(batch):
-            ids[row, : len(item.data)] = item.data
-        return (
-            torch.from_numpy(ids).to(self._torch_device),
-            torch.tensor(lengths, dtype=torch.long, device=self._torch_device),
-        )
-
-    def _apply_forced(self, actions: torch.Tensor, batch: Sequence[EngineInput]) -> torch.Tensor:
-        forced = [(i, item.action) for i, item in enumerate(batch) if item.action is not None]
-        if not forced:
-            return actions
-        actions = actions.clone()
-        rows, values = zip(*forced, strict=True)
-        actions[list(rows)] = torch.tensor(values, dtype=actions.dtype, device=actions.device)
-        return actions
-
-    def _dummy_input(self) -> np.ndarray:
-        if self.meta.modality == "text":
-            return np.ones(WARMUP_TOKENS, dtype=np.int64)
-        height, width = self.meta.preprocessing.get("image_size", (32, 32))
-        return np.zeros((3, int(height), int(width)), dtype=np.float32)
 
 
 def load(directory: Path, device: str, policy: PrecisionPolicy = SERVE_REFERENCE) -> TorchEngine:
@@ -162,4 +108,4 @@ def _layout_probe(
         return None
     if calibration:
         return calibration[:LAYOUT_PROBE]
-    return [EngineInput(engine._dummy_input())] * LAYOUT_PROBE
+    return [EngineInput(blank_input(engine.meta))] * LAYOUT_PROBE

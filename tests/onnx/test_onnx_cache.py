@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from model.checkpoint import load_checkpoint, manifest_files, save_checkpoint
-from service.engines import ENGINES, engine_factories
+from service.engines import ENGINES, engine_factories, run_batch
 from service.engines.onnx_cache import OnnxEngineError
 from tests.onnx.helpers import as_batch, inputs_for
 
@@ -50,8 +50,8 @@ def bare(tmp_path: Path, onnx_repo: Path):
 
 def _assert_answers_like_torch(directory: Path, engine) -> None:
     batch = as_batch(inputs_for(load_checkpoint(directory).config))
-    want = ENGINES["torch"](directory, "cpu").run(batch).samples
-    got = engine.run(batch).samples
+    want = run_batch(ENGINES["torch"](directory, "cpu").steps(), batch).samples
+    got = run_batch(engine.steps(), batch).samples
     assert [s.action for s in got] == [s.action for s in want]
     assert [s.class_index for s in got] == [s.class_index for s in want]
     for g, w in zip(got, want, strict=True):

@@ -9,7 +9,7 @@ import pytest
 
 from model.actions import N_ACTIONS
 from model.checkpoint import load_checkpoint
-from service.engines import ENGINES, BatchOutput
+from service.engines import ENGINES, BatchOutput, run_batch
 from tests.onnx.helpers import as_batch, inputs_for
 
 PROB_TOL = 1e-4
@@ -31,7 +31,9 @@ def _both(
     checkpoint: Path, action: int | None = None, n: int | None = None
 ) -> tuple[BatchOutput, BatchOutput]:
     batch = as_batch(inputs_for(load_checkpoint(checkpoint).config)[:n], action)
-    return _engine(checkpoint, "torch").run(batch), _engine(checkpoint, "onnx").run(batch)
+    return run_batch(_engine(checkpoint, "torch").steps(), batch), run_batch(
+        _engine(checkpoint, "onnx").steps(), batch
+    )
 
 
 def _assert_same(torch_out: BatchOutput, onnx_out: BatchOutput) -> None:
@@ -78,8 +80,8 @@ def test_warmup_and_single_samples(checkpoint: Path) -> None:
     engine = _engine(checkpoint, "onnx")
     engine.warmup()
     data = inputs_for(load_checkpoint(checkpoint).config)[:2]
-    single = [engine.run(as_batch([item])).samples[0] for item in data]
-    pair = engine.run(as_batch(data)).samples
+    single = [run_batch(engine.steps(), as_batch([item])).samples[0] for item in data]
+    pair = run_batch(engine.steps(), as_batch(data)).samples
     for alone, batched in zip(single, pair, strict=True):  # batching never changes an answer
         assert alone.action == batched.action and alone.class_index == batched.class_index
         assert abs(alone.iterations - batched.iterations) <= 1

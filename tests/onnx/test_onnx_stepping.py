@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from model.checkpoint import load_checkpoint
-from service.engines import ENGINES, EngineInput, SampleResult
+from service.engines import ENGINES, EngineInput, SampleResult, run_batch
 from service.engines.stepping import Stepper
 from tests.onnx.helpers import inputs_for
 
@@ -42,7 +42,7 @@ def test_the_stepper_answers_like_the_model_alone(checkpoint: Path, runtime: str
     answers = interleaved(engine, items, capacity=4)
     answered_actions = set()
     for key, item in enumerate(items):
-        want, got = reference.run([item]).samples[0], answers[key]
+        want, got = run_batch(reference.steps(), [item]).samples[0], answers[key]
         assert (got.action, got.class_index) == (want.action, want.class_index)
         assert abs(got.iterations - want.iterations) <= 1
         assert np.abs(np.subtract(got.probabilities, want.probabilities)).max() <= PROB_TOL

@@ -14,8 +14,10 @@ write them (checked on the network itself in `test_the_sabotage_does_what_it_say
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -26,9 +28,9 @@ from model.actions import ACTIONS
 from model.checkpoint import load_checkpoint
 from model.network import DynaLayNet
 from service.app import create_app
-from service.batcher import NON_FINITE
-from service.engines import BatchOutput, EngineInput
+from service.engines import EngineInput, EngineSteps
 from service.engines.torch_engine import load as load_torch
+from service.request_queue import NON_FINITE
 from tests.reliability.clean_errors import problems
 from tests.reliability.models import write_cnn
 from tests.service.helpers import CIFAR_PNGS, TINY_CNN, reference_input, serving, settings_for
@@ -127,10 +129,14 @@ class FailingOn:
     def warmup(self) -> None:
         self.inner.warmup()
 
-    def run(self, batch: Sequence[EngineInput]) -> BatchOutput:
+    def steps(self) -> EngineSteps:
+        inner = self.inner.steps()
+        return dataclasses.replace(inner, collate=partial(self._collate, inner.collate))
+
+    def _collate(self, collate, batch: Sequence[EngineInput]):
         if any(item.action == self.action for item in batch):
             raise RuntimeError("/secret/path/engine.py: simulated kernel failure")
-        return self.inner.run(batch)
+        return collate(batch)
 
 
 def failing_factory(action: int) -> Callable[[Path, str], FailingOn]:

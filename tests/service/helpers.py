@@ -19,6 +19,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import torch
+import torch.nn.functional as F
 import uvicorn
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
@@ -28,10 +29,14 @@ from tokenizers.models import WordLevel
 from tokenizers.pre_tokenizers import Whitespace
 from tokenizers.trainers import WordLevelTrainer
 
+from model.actions import THESIS_ACTIONS
 from model.checkpoint import save_checkpoint
 from model.config import ModelConfig
+from model.loops import ChainedLoop
+from model.macs import ActionMacs, Linear
 from model.network import build_model
-from service.engines import BatchOutput, EngineInput, ModelMeta, SampleResult
+from service.engines import EngineInput, EngineSteps, ModelMeta, SampleResult
+from service.engines.inputs import collate
 from service.settings import Settings
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
@@ -81,6 +86,24 @@ def reference_input(path: Path) -> torch.Tensor:
     pixels = np.asarray(Image.open(path).convert("RGB"), dtype=np.float32) / 255.0
     x = (pixels - np.asarray(CIFAR_MEAN, np.float32)) / np.asarray(CIFAR_STD, np.float32)
     return torch.from_numpy(x.transpose(2, 0, 1).copy())[None]
+
+
+def forward_answers(engine, batch: Sequence[EngineInput], action: int | None) -> list[SampleResult]:
+    """`batch` through the model's own `DynaLayNet.forward` (every input forced to `action`,
+    or the agent's choice for None), as the engine would answer it: the reference the shared
+    stepper is held to."""
+    x, lengths = engine.steps().collate(batch)
+    actions = None if action is None else torch.full((len(batch),), action, dtype=torch.long)
+    with torch.inference_mode():
+        out = engine.net(x, actions=actions, lengths=lengths)
+    probabilities = out.logits.float().softmax(dim=1).tolist()  # (B, C)
+    columns = (out.logits.argmax(dim=1), out.actions, out.iterations, out.converged)
+    classes, chosen, iterations, converged = (t.tolist() for t in columns)
+    evaluations, macs = out.layer_evaluations.tolist(), out.macs.tolist()
+    rows = zip(
+        classes, probabilities, chosen, iterations, converged, evaluations, macs, strict=True
+    )
+    return [SampleResult(c, tuple(p), a, n, bool(ok), e, m) for c, p, a, n, ok, e, m in rows]
 
 
 def wait_ready(client: TestClient, timeout_s: float = 60.0) -> None:
@@ -145,6 +168,37 @@ def serving_on_loopback(app: FastAPI, port: int | None = None) -> Iterator[str]:
         assert not thread.is_alive(), "the server did not stop"
 
 
+STUB_PROBABILITIES = (0.75, 0.25)  # what the stub answers every input
+STUB_MACS = ActionMacs(Linear(1000.0), (Linear(0.0),) * 3, (Linear(0.0),) * 3, Linear(0.0))
+
+
+class StubParts:
+    """Network parts without a model, for the shared stepper: every layer is the identity (a
+    forced loop stops after one iteration), the head answers STUB_PROBABILITIES and the agent
+    keeps every input straight."""
+
+    loops = ChainedLoop()
+
+    def stem(self, x, lengths):
+        return (x.new_zeros(x.shape[0], 1),)  # u (B, 1)
+
+    def injection(self, index, below, inj):
+        return inj
+
+    def layer(self, index, h, inj):
+        return h
+
+    def head(self, h, inj):
+        return torch.tensor(STUB_PROBABILITIES).log().expand(h.shape[0], -1)  # (B, 2)
+
+    def profile(self, states, logits, inj):
+        return logits
+
+    def agent(self, profile):
+        choice = torch.zeros(profile.shape[0], dtype=torch.long)
+        return F.one_hot(choice, len(THESIS_ACTIONS)).float()  # (B, 4): straight
+
+
 class StubEngine:
     """An engine without a model: answers class 0 after `delay_s`, or waits for `gate`."""
 
@@ -156,15 +210,20 @@ class StubEngine:
     def __init__(self, directory: Path, delay_s: float = 0.0, fail_when=None) -> None:
         self.meta = ModelMeta("stub", "0", "cnn", ("a", "b"), IMAGE_PREP, directory)
         self.delay_s = delay_s
-        self.gate: threading.Event | None = None  # when set up, run() waits for it
-        self.entered = threading.Event()  # run() has started at least once
+        self.gate: threading.Event | None = None  # when set up, a batch waits for it
+        self.entered = threading.Event()  # a batch has started at least once
         self.fail_when = fail_when  # predicate on the batch: raise instead of answering
-        self.batches: list[int] = []
+        self.batches: list[int] = []  # the size of every batch that reached the engine
 
     def warmup(self) -> None:
         pass
 
-    def run(self, batch: Sequence[EngineInput]) -> BatchOutput:
+    def steps(self) -> EngineSteps:
+        cpu = torch.device("cpu")
+        return EngineSteps(StubParts(), self._collate, "fixed_point", 1e-3, 5, cpu, STUB_MACS)
+
+    def _collate(self, batch: Sequence[EngineInput]):
+        # A batch's straight pass begins here: the place to hold it, pace it or fail it.
         self.entered.set()
         if self.gate is not None:
             self.gate.wait(timeout=30)
@@ -172,8 +231,7 @@ class StubEngine:
         self.batches.append(len(batch))
         if self.fail_when is not None and self.fail_when(batch):
             raise RuntimeError("stub failure")
-        sample = SampleResult(0, (0.75, 0.25), 0, 0, True, 3, 1000)
-        return BatchOutput([sample] * len(batch), {"straight": 0.001})
+        return collate(batch, "image", torch.device("cpu"))
 
 
 def png_claiming(width: int, height: int) -> bytes:
@@ -269,9 +327,6 @@ class PacedEngine:
 
     def warmup(self) -> None:
         self.inner.warmup()  # one-off costs of a first call must not count against deadlines
-
-    def run(self, batch: Sequence[EngineInput]) -> BatchOutput:
-        return self.inner.run(batch)
 
     def steps(self):
         import dataclasses

@@ -229,5 +229,7 @@ def test_the_setting_picks_the_scheduler(model_dir, stub_repo):
     assert batcher_type(settings_for(model_dir)) is LoopScheduler  # the default
     assert batcher_type(settings_for(model_dir, loop_scheduling="batch")) is MicroBatcher
     stub = {"stub": lambda directory, device: StubEngine(directory)}
-    # An engine without a step interface falls back to batch scheduling.
-    assert batcher_type(settings_for(stub_repo, engine="stub"), stub) is MicroBatcher
+    # Every engine offers steps (the stub too): the setting alone decides, with no fallback.
+    assert batcher_type(settings_for(stub_repo, engine="stub"), stub) is LoopScheduler
+    batch = settings_for(stub_repo, engine="stub", loop_scheduling="batch")
+    assert batcher_type(batch, stub) is MicroBatcher

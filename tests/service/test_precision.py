@@ -29,11 +29,13 @@ from service.engines import (
     PrecisionPolicy,
     SampleResult,
     engine_factories,
+    run_batch,
 )
 from service.engines.int8 import quantize_parts
 from service.engines.onnx_engine import OnnxEngine, OnnxPart, OnnxParts
 from service.engines.parity import ParityReport, agreement, fastest_passing
 from service.engines.precision import CastParts, Mode, cpu_flags, runnable, unsupported
+from service.engines.stepping import Stepper
 from service.engines.torch_engine import TorchEngine
 from service.images import ImageSpec, decode_image
 from service.settings import Settings
@@ -42,6 +44,7 @@ from tests.service.helpers import (
     CIFAR_PNGS,
     IMAGE_PREP,
     TINY_CNN,
+    reference_input,
     serving,
     settings_for,
 )
@@ -198,14 +201,38 @@ def test_cast_parts_compute_in_bf16_and_hand_back_fp32():
     torch.testing.assert_close(h_low, h, atol=0.1, rtol=0.05)  # but close to it
 
 
+def test_both_schedulings_of_a_bf16_engine_compute_in_bf16_with_fp32_loops(tmp_path):
+    # bf16 autocast runs (emulated) on any CPU: this checks what runs, not how fast.
+    loaded = load_checkpoint(write_calibrated(tmp_path))
+    data = [reference_input(path)[0].numpy() for path in CIFAR_PNGS[:4]]
+    inputs = [EngineInput(x, a) for x, a in zip(data, (None, 1, 2, 3), strict=True)]
+    fp32 = run_batch(TorchEngine(loaded, "cpu").steps(), inputs).samples
+    steps = TorchEngine(loaded, "cpu", Mode("bf16")).steps()
+    assert isinstance(steps.parts, CastParts) and steps.parts.precision == "bf16"
+    batch = run_batch(steps, inputs).samples  # batch scheduling
+    stepper = Stepper(steps, capacity=2)  # iteration scheduling, a pool smaller than the batch
+    straight = stepper.straight(inputs, range(len(inputs)))
+    stepped = dict(straight.answered)
+    while stepper.busy:
+        outcome = stepper.step()
+        stepped.update(outcome.answered)
+    assert any(a.probabilities != b.probabilities for a, b in zip(batch, fp32, strict=True))
+    for key, want in enumerate(batch):
+        got = stepped[key]
+        assert (got.action, got.class_index) == (want.action, want.class_index)
+        assert abs(got.iterations - want.iterations) <= 1
+        np.testing.assert_allclose(got.probabilities, want.probabilities, atol=1e-2)
+        assert got.probabilities == pytest.approx(fp32[key].probabilities, abs=0.05)
+
+
 @needs_bf16
 @pytest.mark.parametrize("layout", ["nchw", "nhwc"])
 def test_bf16_answers_of_the_embedded_model_match_fp32_on_the_fixtures(layout):
     loaded = load_checkpoint(EMBEDDED)
     spec = ImageSpec.from_preprocessing(loaded.preprocessing)
     inputs = [EngineInput(decode_image(p.read_bytes(), spec, 10**6)) for p in CIFAR_PNGS]
-    want = TorchEngine(loaded, "cpu").run(inputs).samples
-    got = TorchEngine(loaded, "cpu", Mode("bf16", layout)).run(inputs).samples
+    want = run_batch(TorchEngine(loaded, "cpu").steps(), inputs).samples
+    got = run_batch(TorchEngine(loaded, "cpu", Mode("bf16", layout)).steps(), inputs).samples
     assert [s.class_index for s in got] == [s.class_index for s in want]
     assert [s.action for s in got] == [s.action for s in want]
     for a, b in zip(got, want, strict=True):
@@ -222,8 +249,8 @@ def test_the_nhwc_layout_answers_as_nchw(tmp_path):
     x = load_calibration(directory).normalised(IMAGE_PREP).numpy()
     batch = [EngineInput(image) for image in x]
     # Each engine re-lays the shared net only when built; build each right before its run.
-    want = factories["nchw"](directory, "cpu").run(batch).samples
-    got = factories["nhwc"](directory, "cpu").run(batch).samples
+    want = run_batch(factories["nchw"](directory, "cpu").steps(), batch).samples
+    got = run_batch(factories["nhwc"](directory, "cpu").steps(), batch).samples
     assert [s.class_index for s in got] == [s.class_index for s in want]
     for a, b in zip(got, want, strict=True):
         np.testing.assert_allclose(a.probabilities, b.probabilities, atol=1e-5)
@@ -286,7 +313,7 @@ def test_int8_quantizes_the_convolutions_and_answers_close_to_fp32(tmp_path):
     assert (fp32.precision, int8.precision) == ("fp32", "int8")
     images = calibration_set(8, seed=1).normalised(IMAGE_PREP).numpy()
     batch = [EngineInput(x, action) for x in images for action in (0, 3, None)]
-    want, got = fp32.run(batch).samples, int8.run(batch).samples
+    want, got = (run_batch(e.steps(), batch).samples for e in (fp32, int8))
     pairs = zip(want, got, strict=True)
     gaps = [np.abs(np.subtract(a.probabilities, b.probabilities)).max() for a, b in pairs]
     assert 0 < max(gaps) < 0.05  # quantized (not the fp32 graphs), and close to them

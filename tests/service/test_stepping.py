@@ -2,8 +2,9 @@
 
 Every answer the stepper gives, however its sample was batched, admitted and interleaved with
 others, is checked against the same input run alone through the model's own forward pass
-(`TorchEngine.run` of a one-sample batch): same label and action, iterations within one,
-probabilities within float tolerance.
+(`DynaLayNet.forward` of a one-sample batch): same label and action, iterations within one,
+probabilities within float tolerance. And batch scheduling (`run_batch`, the stepper run to
+the end) answers every action as the model's forward does on the same batch.
 """
 
 from __future__ import annotations
@@ -21,13 +22,14 @@ from model.actions import TTA
 from model.checkpoint import save_checkpoint
 from model.config import ModelConfig
 from model.network import build_model
-from service.engines import EngineInput, SampleResult
+from service.engines import EngineInput, SampleResult, run_batch
 from service.engines.stepping import Stepper
 from service.engines.torch_engine import load as load_torch
 from tests.service.helpers import (
     CIFAR_CLASSES,
     CIFAR_PNGS,
     IMAGE_PREP,
+    forward_answers,
     reference_input,
     write_cnn_checkpoint,
     write_text_checkpoint,
@@ -110,7 +112,7 @@ def texts(n: int = 10) -> list[np.ndarray]:
 
 
 def alone(engine, item: EngineInput) -> SampleResult:
-    return engine.run([item]).samples[0]
+    return forward_answers(engine, [item], item.action)[0]
 
 
 def assert_same(got: SampleResult, want: SampleResult) -> None:
@@ -264,13 +266,21 @@ def test_deferred_read_back_gives_the_same_answers_one_step_later(cnn_engine):
         assert now[key] == later[key]
 
 
-def test_run_is_the_whole_batch_through_the_stepper(cnn_engine):
-    data = images(8)
-    batch = [EngineInput(x, a) for x, a in zip(data, (None, 1, 2, 3) * 2, strict=True)]
-    stepped = Stepper(cnn_engine.steps(), capacity=len(batch)).run(batch)
-    assert set(stepped.stage_seconds) == {"straight", "agent", "loop", "head"}
-    for got, want in zip(stepped.samples, cnn_engine.run(batch).samples, strict=True):
-        assert_same(got, want)
+@pytest.mark.parametrize("action", [None, 0, 1, 2, 3, TTA])
+@pytest.mark.parametrize("model", ["cnn", "lstm", "staged", "anderson"])
+def test_batch_scheduling_answers_every_action_as_the_models_forward(request, model, action):
+    engine = request.getfixturevalue(f"{model}_engine")
+    if action is not None and action >= len(engine.meta.actions):
+        pytest.skip(f"{model} offers no action {action}")
+    data = texts(6) if model == "lstm" else images(6)
+    batch = [EngineInput(x, action) for x in data]
+    output = run_batch(engine.steps(), batch)
+    assert set(output.stage_seconds) == {"straight", "agent", "loop", "head"}
+    want = forward_answers(engine, batch, action)
+    for got, reference in zip(output.samples, want, strict=True):
+        assert_same(got, reference)
+    if action is not None:
+        assert {got.action for got in output.samples} == {action}
 
 
 # ---- the result-independence property ---------------------------------------------------------
