@@ -45,10 +45,10 @@ format: $(STAMP)
 	$(PY) -m ruff check --fix .
 	$(PY) -m ruff format .
 
-## make protos: recompile the gRPC protocol's descriptor (service/protocol/inference.binpb)
+## make protos: recompile the gRPC protocol's descriptor (service/oip/protocol/inference.binpb)
 protos: $(STAMP)
-	$(PY) -m grpc_tools.protoc -I service/protocol \
-		--descriptor_set_out=service/protocol/inference.binpb service/protocol/inference.proto
+	$(PY) -m grpc_tools.protoc -I service/oip/protocol \
+		--descriptor_set_out=service/oip/protocol/inference.binpb service/oip/protocol/inference.proto
 
 ## make data: CIFAR-10/100, IMDB, WikiText-2 in their official layouts under $(DATA)/ (from $(SHARED) when present)
 data: $(STAMP)

@@ -39,9 +39,8 @@ PNG = ROOT / "tests" / "fixtures" / "cifar10_0_cat.png"
 
 def serve(variant: str) -> None:
     """The server of one variant, configured from DYNALAY_* like `python -m service`."""
-    from service.app import create_app
-    from service.server import DrainingServer, build_config
-    from service.settings import Settings
+    from service.app import DrainingServer, build_config, create_app
+    from service.core import Settings
 
     settings = Settings()
     logging.basicConfig(level=settings.log_level.upper())

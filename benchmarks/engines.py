@@ -28,9 +28,16 @@ import torch
 
 from model.actions import ACTIONS
 from model.checkpoint import load_checkpoint
-from service.engines import Engine, EngineInput, SampleResult, engine_factories, run_batch
-from service.engines.precision import cpu_flags, runnable
-from service.settings import default_onnx_cache_dir
+from service.core import default_onnx_cache_dir
+from service.engines import (
+    Engine,
+    EngineInput,
+    SampleResult,
+    cpu_flags,
+    engine_factories,
+    run_batch,
+    runnable,
+)
 
 # The CPU features that decide which kernels run (bf16 dot products, AMX tiles, VNNI int8).
 KERNEL_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8")

@@ -33,12 +33,11 @@ import torch
 from benchmarks.engines import host, measure
 from model.calibration import CalibrationSet, load_calibration
 from model.checkpoint import load_checkpoint
+from service.engines import LAYOUTS, Mode, agreement, runnable
 from service.engines.int8 import int8_unsupported
 from service.engines.onnx_engine import OnnxEngine
-from service.engines.parity import agreement
-from service.engines.precision import LAYOUTS, Mode, runnable
 from service.engines.torch_engine import TorchEngine
-from service.images import ImageSpec, decode_image
+from service.inputs import ImageSpec, decode_image
 from training.data.cifar import load_cifar
 
 ROOT = Path(__file__).resolve().parents[1]

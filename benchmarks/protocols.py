@@ -33,7 +33,7 @@ import httpx
 import numpy as np
 
 from benchmarks.servers import free_port, spawned_server
-from service.images import ImageSpec, decode_image
+from service.inputs import ImageSpec, decode_image
 
 FORMATS = ("json", "binary", "grpc")
 

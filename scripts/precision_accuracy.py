@@ -26,11 +26,9 @@ import torch
 from model.actions import ACTIONS
 from model.calibration import CalibrationSet, load_calibration
 from model.checkpoint import load_checkpoint
-from service.engines import Engine, EngineInput
+from service.engines import Engine, EngineInput, Mode, agreement, run_set, runnable
 from service.engines.int8 import int8_unsupported
 from service.engines.onnx_engine import OnnxEngine
-from service.engines.parity import agreement, run_set
-from service.engines.precision import Mode, runnable
 from service.engines.torch_engine import TorchEngine
 from training.data.cifar import load_cifar
 

@@ -9,9 +9,8 @@ from __future__ import annotations
 import logging
 import sys
 
-from service.app import create_app
-from service.server import DrainingServer, build_config
-from service.settings import Settings
+from service.app import DrainingServer, build_config, create_app
+from service.core import Settings
 
 
 def main() -> int:

@@ -1,5 +1,5 @@
 """The README and docs/ stay true: the README is short and keeps the two set-up commands, every
-relative link resolves, and docs/deploy.md's settings table is `service.settings.Settings`:
+relative link resolves, and docs/deploy.md's settings table is `service.core.settings.Settings`:
 every field with its default, and no row that is not a field."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from service.settings import Settings
+from service.core import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"

@@ -7,10 +7,10 @@ import time
 from pathlib import Path
 
 from benchmarks.serve.loads import LOADS, action_id
+from service.core import default_onnx_cache_dir
 from service.engines import Engine, EngineInput, engine_factories, get_engine_factory, run_batch
-from service.images import ImageSpec, decode_image
+from service.inputs import ImageSpec, decode_image
 from service.repository import discover, resolve_device
-from service.settings import default_onnx_cache_dir
 
 
 class RawEngine:

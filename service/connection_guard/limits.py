@@ -9,7 +9,7 @@ import logging
 import resource
 from dataclasses import dataclass, replace
 
-from service.settings import Settings
+from service.core import Settings
 
 log = logging.getLogger(__name__)
 

@@ -19,8 +19,20 @@ from service.engines.base import (
     ModelMeta,
     SampleResult,
 )
-from service.engines.precision import SERVE_REFERENCE, Mode, PrecisionError, PrecisionPolicy
-from service.engines.stepping import run_batch
+from service.engines.inputs import collate
+from service.engines.parity import ParityReport, agreement, fastest_passing, run_set
+from service.engines.precision import (
+    LAYOUTS,
+    SERVE_REFERENCE,
+    CastParts,
+    Mode,
+    PrecisionError,
+    PrecisionPolicy,
+    cpu_flags,
+    runnable,
+    unsupported,
+)
+from service.engines.stepping import StepOutcome, Stepper, run_batch
 
 
 def _torch(directory: Path, device: str, policy: PrecisionPolicy = SERVE_REFERENCE) -> Engine:
@@ -57,19 +69,31 @@ ENGINES: dict[str, EngineFactory] = engine_factories()
 
 __all__ = [
     "ENGINES",
+    "LAYOUTS",
     "BatchOutput",
+    "CastParts",
     "Engine",
     "EngineFactory",
     "EngineInput",
     "EngineSteps",
     "Mode",
     "ModelMeta",
+    "ParityReport",
     "PrecisionError",
     "PrecisionPolicy",
     "SampleResult",
+    "StepOutcome",
+    "Stepper",
+    "agreement",
+    "collate",
+    "cpu_flags",
     "engine_factories",
+    "fastest_passing",
     "get_engine_factory",
     "run_batch",
+    "run_set",
+    "runnable",
+    "unsupported",
 ]
 
 

@@ -18,9 +18,9 @@ import time
 from collections.abc import Callable
 from types import FrameType
 
+from service.core import Settings
 from service.ray.cluster import local_cluster_environment
 from service.ray.settings import RaySettings
-from service.settings import Settings
 
 log = logging.getLogger("service.ray")
 

@@ -11,9 +11,9 @@ from typing import Any
 
 from ray.serve import Application
 
+from service.core import Settings
 from service.ray.replica import DynaLayReplica
 from service.ray.settings import RaySettings
-from service.settings import Settings
 
 APP_NAME = "dynalay"
 DEPLOYMENT_NAME = "dynalay"

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import os
 
+from service.core import Settings
 from service.ray.settings import RaySettings
-from service.settings import Settings
 
 LOCAL_ONLY_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 PROXY_CALLBACK_ENV = "RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH"

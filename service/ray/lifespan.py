@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.state import ServiceState
+from service.repository import ServiceState
 
 READY_POLL_S = 0.05
 

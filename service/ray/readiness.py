@@ -16,7 +16,7 @@ from collections.abc import Callable
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from service.state import ServiceState
+from service.repository import ServiceState
 
 READINESS_PATHS = ("/readyz", "/v2/health/ready")
 STATUS_CACHE_S = 1.0  # health checks poll often; the controller is asked at most once a second

@@ -12,11 +12,11 @@ from prometheus_client import CollectorRegistry
 from ray import serve
 
 from service.app import create_app
+from service.core import Settings
 from service.ray.lifespan import ServeWhenWarm
 from service.ray.metrics_bridge import PeriodicBridge, RayMetricSinks, RegistryBridge
 from service.ray.readiness import ReplicaCount, WarmReplicasReadiness
 from service.ray.settings import RaySettings
-from service.settings import Settings
 
 METRICS_SYNC_S = 1.0  # registry → Ray; Ray's own report interval adds to this
 

@@ -1,6 +1,6 @@
 """How the service runs on Ray Serve: one typed object read from `DYNALAY_RAY_*` variables.
 
-The service's own settings (`service.settings.Settings`, `DYNALAY_*`) still configure each
+The service's own settings (`service.core.settings.Settings`, `DYNALAY_*`) still configure each
 replica; these say how many replicas there are, what each may use, and where the local cluster
 exports its metrics. Built once by the caller and passed in, like `Settings`.
 """

@@ -7,7 +7,7 @@ import json
 import torch
 
 from benchmarks import precisions as bench_precisions
-from service.engines.precision import LAYOUTS, runnable
+from service.engines import LAYOUTS, runnable
 from tests.service.helpers import write_cnn_checkpoint
 
 

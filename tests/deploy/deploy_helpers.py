@@ -135,15 +135,15 @@ def exposed_names(exposition: str) -> set[str]:
 
 
 def import_service_app():
-    """`service.app.create_app` and `service.settings.Settings`, or skip while they do not exist.
+    """`service.app.create_app` and `service.core.Settings`, or skip while they do not exist.
 
     Any other import error is a real failure and is raised.
     """
     try:
         from service.app import create_app
-        from service.settings import Settings
+        from service.core import Settings
     except ModuleNotFoundError as exc:
-        if exc.name in {"service.app", "service.settings"}:
+        if exc.name in {"service.app.factory", "service.core.settings"}:
             pytest.skip(f"the service is not written yet ({exc.name} missing)")
         raise
     return create_app, Settings

@@ -11,7 +11,7 @@ import base64
 from pathlib import Path
 
 from service.app import create_app
-from service.settings import Settings
+from service.core import Settings
 from tests.onnx.helpers import EMBEDDED, FIXTURES
 from tests.service.helpers import serving
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from fastapi.testclient import TestClient
 
 from service.app import create_app
-from service.settings import Settings
+from service.core import Settings
 from tests.onnx.helpers import FIXTURES
 
 IMAGES = sorted(FIXTURES.glob("cifar10_*.png"))

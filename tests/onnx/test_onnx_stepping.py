@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 
 from model.checkpoint import load_checkpoint
-from service.engines import ENGINES, EngineInput, SampleResult, run_batch
-from service.engines.stepping import Stepper
+from service.engines import ENGINES, EngineInput, SampleResult, Stepper, run_batch
 from tests.onnx.helpers import inputs_for
 
 PROB_TOL = 1e-4

@@ -23,7 +23,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from service.lingering import LINGER_MIN_BYTES
+from service.app import LINGER_MIN_BYTES
 from tests.reliability.live import LiveServer, running
 from tests.reliability.models import write_cnn
 from tests.service.helpers import CIFAR_PNGS

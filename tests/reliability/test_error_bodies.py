@@ -9,7 +9,6 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
-import service.classify
 from service.app import create_app
 from tests.reliability.clean_errors import problems
 from tests.reliability.models import write_cnn
@@ -33,7 +32,7 @@ def test_an_unexpected_exception_is_a_clean_500(client, monkeypatch):
     async def explode(*_args, **_kwargs):
         raise FileNotFoundError(2, "No such file", "/work/secret/weights.bin")
 
-    monkeypatch.setattr(service.classify, "_preprocess", explode)
+    monkeypatch.setattr("service.predict.classification._preprocess", explode)
     answer = client.post("/predict", files={"file": ("x.png", PNG)})
     assert answer.status_code == 500
     assert problems(answer) == ["server error 500"]  # and nothing else: no path, no trace

@@ -20,8 +20,8 @@ from schemathesis.python import asgi
 from schemathesis.specs.openapi.checks import negative_data_rejection, positive_data_acceptance
 
 from service.app import create_app
-from service.routes import is_prediction_path
-from service.settings import Settings
+from service.core import Settings
+from service.predict import is_prediction_path
 from tests.fixtures.hostile.make_corpus import BODY_LIMIT, MAX_BATCH, REAL_PNG, TEXT_LIMIT
 from tests.reliability import figures
 from tests.reliability.clean_errors import problems

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from service.app import create_app
-from service.protocol import message
+from service.oip import message
 from tests.fixtures.hostile.make_corpus import BODY_LIMIT, MAX_BATCH, REAL_PNG, png_claiming
 from tests.reliability import figures
 from tests.service.helpers import free_port, serving_on_loopback, settings_for

@@ -30,7 +30,7 @@ from model.network import DynaLayNet
 from service.app import create_app
 from service.engines import EngineInput, EngineSteps
 from service.engines.torch_engine import load as load_torch
-from service.request_queue import NON_FINITE
+from service.scheduling import NON_FINITE
 from tests.reliability.clean_errors import problems
 from tests.reliability.models import write_cnn
 from tests.service.helpers import CIFAR_PNGS, TINY_CNN, reference_input, serving, settings_for

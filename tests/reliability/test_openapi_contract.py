@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from service.app import create_app
-from service.settings import Settings
+from service.core import Settings
 
 PREDICT_STATUSES = {"200", "400", "401", "404", "408", "413", "415", "422", "500", "503", "504"}
 INFER_STATUSES = PREDICT_STATUSES  # 415: an unsupported Content-Encoding

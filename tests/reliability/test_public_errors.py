@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from service.public_errors import MAX_LENGTH, public_message, scrub_paths
+from service.repository import MAX_LENGTH, public_message, scrub_paths
 from tests.reliability.clean_errors import leaks
 
 

@@ -35,9 +35,8 @@ from model.config import ModelConfig
 from model.loops import ChainedLoop
 from model.macs import ActionMacs, Linear
 from model.network import build_model
-from service.engines import EngineInput, EngineSteps, ModelMeta, SampleResult
-from service.engines.inputs import collate
-from service.settings import Settings
+from service.core import Settings
+from service.engines import EngineInput, EngineSteps, ModelMeta, SampleResult, collate
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 CIFAR_PNGS = sorted(FIXTURES.glob("cifar10_*.png"))

@@ -23,8 +23,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Route
 
-from service.connection_guard import ConnectionLimits, uvicorn_options
-from service.connection_guard.protocol import LINGER_S
+from service.connection_guard import LINGER_S, ConnectionLimits, uvicorn_options
 
 LIMITS = ConnectionLimits(
     max_request_line_bytes=200,

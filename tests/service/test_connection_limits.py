@@ -5,9 +5,14 @@ from __future__ import annotations
 import dataclasses
 import resource
 
-from service.connection_guard import ConnectionLimits, fit_file_limit
-from service.connection_guard.limits import FDS_PER_SLOT, RESERVED_FDS, files_needed
-from service.settings import Settings
+from service.connection_guard import (
+    FDS_PER_SLOT,
+    RESERVED_FDS,
+    ConnectionLimits,
+    files_needed,
+    fit_file_limit,
+)
+from service.core import Settings
 
 
 def test_every_limit_comes_from_its_setting(monkeypatch):

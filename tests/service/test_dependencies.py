@@ -111,8 +111,8 @@ import asyncio, importlib, importlib.util, json, pkgutil, sys
 from pathlib import Path
 
 import service
-from service.app import create_app
-from service.settings import Settings
+from service.app.factory import create_app
+from service.core.settings import Settings
 
 forbidden = sys.argv[1].split(",")
 

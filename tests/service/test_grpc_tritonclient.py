@@ -21,7 +21,7 @@ from tritonclient.utils import InferenceServerException
 from model.actions import ACTIONS
 from model.checkpoint import load_checkpoint
 from service.app import create_app
-from service.protocol import message
+from service.oip import message
 from tests.service.helpers import (
     CIFAR_PNGS,
     free_port,

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from service.errors import ServiceError
-from service.images import ImageSpec, decode_image
+from service.core import ServiceError
+from service.inputs import ImageSpec, decode_image
 from tests.service.helpers import CIFAR_PNGS, IMAGE_PREP, encode, png_claiming, reference_input
 
 SPEC = ImageSpec.from_preprocessing(IMAGE_PREP)

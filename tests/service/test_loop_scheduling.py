@@ -17,8 +17,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from service.app import create_app
-from service.batcher import MicroBatcher
-from service.loop_scheduler import LoopScheduler
+from service.scheduling import LoopScheduler, MicroBatcher
 from tests.reliability.clean_errors import problems
 from tests.service.helpers import (
     CIFAR_PNGS,

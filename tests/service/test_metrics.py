@@ -7,7 +7,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from model.actions import ACTIONS
 from service.app import create_app
-from service.metrics import Metrics
+from service.core import Metrics
 from tests.service.helpers import CIFAR_PNGS, serving, settings_for
 
 # name -> (type, labels): what the dashboard, the alert rules and users' queries rely on

@@ -23,22 +23,28 @@ from model.network import ModuleParts, build_model
 from model.onnx_parts import part_names
 from model.solvers import relative_residual
 from service.app import create_app, precision_policy
+from service.core import Settings
 from service.engines import (
+    CastParts,
     EngineInput,
+    Mode,
+    ParityReport,
     PrecisionError,
     PrecisionPolicy,
     SampleResult,
+    Stepper,
+    agreement,
+    cpu_flags,
     engine_factories,
+    fastest_passing,
     run_batch,
+    runnable,
+    unsupported,
 )
 from service.engines.int8 import quantize_parts
 from service.engines.onnx_engine import OnnxEngine, OnnxPart, OnnxParts
-from service.engines.parity import ParityReport, agreement, fastest_passing
-from service.engines.precision import CastParts, Mode, cpu_flags, runnable, unsupported
-from service.engines.stepping import Stepper
 from service.engines.torch_engine import TorchEngine
-from service.images import ImageSpec, decode_image
-from service.settings import Settings
+from service.inputs import ImageSpec, decode_image
 from tests.service.helpers import (
     CIFAR_CLASSES,
     CIFAR_PNGS,

@@ -9,7 +9,7 @@ import sys
 import pytest
 from google.protobuf import descriptor_pb2
 
-from service.protocol import DESCRIPTOR_SET, PROTO, SERVICE, message
+from service.oip import DESCRIPTOR_SET, PROTO, SERVICE, message
 
 
 def test_the_committed_descriptor_is_current(tmp_path):

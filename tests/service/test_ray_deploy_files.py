@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from service.core import Settings
 from service.ray.cluster import PROXY_CALLBACK, PROXY_CALLBACK_ENV
 from service.ray.settings import RaySettings
-from service.settings import Settings
 
 schema = pytest.importorskip("ray.serve.schema")
 

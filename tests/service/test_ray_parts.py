@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
 
 from service.app import create_app
-from service.metrics import Metrics
+from service.core import Metrics
 from service.ray.lifespan import ServeWhenWarm
 from service.ray.metrics_bridge import PeriodicBridge, RegistryBridge
 from service.ray.proxy import ReplicaLostAs503, proxy_middlewares

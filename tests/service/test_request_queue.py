@@ -10,10 +10,9 @@ import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
 
+from service.core import Metrics, ServiceError
 from service.engines import EngineInput, SampleResult
-from service.errors import ServiceError
-from service.metrics import Metrics
-from service.request_queue import NON_FINITE, SHUTTING_DOWN, QueueLimits, RequestQueue
+from service.scheduling import NON_FINITE, SHUTTING_DOWN, QueueLimits, RequestQueue
 
 pytestmark = pytest.mark.anyio
 ITEM = EngineInput(np.zeros((3, 2, 2), np.float32))

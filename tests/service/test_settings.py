@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from service.core import Settings
 from service.engines import ENGINES, get_engine_factory
-from service.settings import Settings
 
 
 def test_defaults():

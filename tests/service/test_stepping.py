@@ -22,8 +22,7 @@ from model.actions import TTA
 from model.checkpoint import save_checkpoint
 from model.config import ModelConfig
 from model.network import build_model
-from service.engines import EngineInput, SampleResult, run_batch
-from service.engines.stepping import Stepper
+from service.engines import EngineInput, SampleResult, Stepper, run_batch
 from service.engines.torch_engine import load as load_torch
 from tests.service.helpers import (
     CIFAR_CLASSES,

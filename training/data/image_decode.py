@@ -1,6 +1,6 @@
 """Image file bytes → the uint8 (3, H, W) pixels the service would feed the model.
 
-The steps are the service's (model/pixels.py, which service/images.py uses too), so a
+The steps are the service's (model/pixels.py, which service/inputs/images.py uses too), so a
 folder-trained model sees at training time exactly the pixels it is served: formats PNG, JPEG,
 WebP, BMP and GIF (first frame), EXIF orientation, 16-bit and float images rescaled to 8 bits,
 transparency shown on white, a centre crop to the target aspect ratio and a bilinear resize.

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from service.images import ImageSpec, decode_image
+from service.inputs import ImageSpec, decode_image
 from training.data import ImageFolderError, load_image_folder, load_split
 from training.data.image_decode import decode_pixels
 from training.data.image_folder import folder_report
