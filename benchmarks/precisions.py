@@ -31,11 +31,10 @@ import numpy as np
 import torch
 
 from benchmarks.engines import host, measure
-from model.calibration import CalibrationSet, load_calibration
+from model.calibration import CalibrationSet
 from model.checkpoint import load_checkpoint
 from service.engines import LAYOUTS, Mode, agreement, runnable
-from service.engines.int8 import int8_unsupported
-from service.engines.onnx_engine import OnnxEngine
+from service.engines.onnx_engine import OnnxEngine, int8_engine
 from service.engines.torch_engine import TorchEngine
 from service.inputs import ImageSpec, decode_image
 from training.data.cifar import load_cifar
@@ -69,10 +68,9 @@ def onnx_engines(loaded, device: str, cache: Path | None) -> Iterator[tuple[str,
     if cache is None or device != "cpu":
         return
     yield "fp32", OnnxEngine(loaded, device, cache)
-    calibration = load_calibration(loaded.directory)
-    if calibration is not None and not int8_unsupported(loaded.config, torch.device(device)):
-        images = calibration.normalised(loaded.preprocessing)
-        yield "int8", OnnxEngine(loaded, device, cache, int8_images=images)
+    int8 = int8_engine(loaded, device, cache)
+    if int8 is not None:
+        yield "int8", int8
 
 
 def compare_modes(

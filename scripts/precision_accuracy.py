@@ -24,11 +24,10 @@ from pathlib import Path
 import torch
 
 from model.actions import ACTIONS
-from model.calibration import CalibrationSet, load_calibration
+from model.calibration import CalibrationSet
 from model.checkpoint import load_checkpoint
 from service.engines import Engine, EngineInput, Mode, agreement, run_set, runnable
-from service.engines.int8 import int8_unsupported
-from service.engines.onnx_engine import OnnxEngine
+from service.engines.onnx_engine import int8_engine
 from service.engines.torch_engine import TorchEngine
 from training.data.cifar import load_cifar
 
@@ -62,11 +61,9 @@ def engines(loaded, layout: str, onnx_cache: Path) -> Iterator[tuple[str, Engine
     """(precision, engine): torch fp32 first (the reference), torch's reduced precisions, int8."""
     for precision in ("fp32", *runnable(torch.device("cpu"))):
         yield precision, TorchEngine(loaded, "cpu", Mode(precision, layout))
-    calibration = load_calibration(loaded.directory)
-    if calibration is None or int8_unsupported(loaded.config, torch.device("cpu")):
-        return
-    images = calibration.normalised(loaded.preprocessing)
-    yield "int8", OnnxEngine(loaded, "cpu", onnx_cache, int8_images=images)
+    int8 = int8_engine(loaded, "cpu", onnx_cache)
+    if int8 is not None:
+        yield "int8", int8
 
 
 def main(argv: list[str] | None = None) -> int:

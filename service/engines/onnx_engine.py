@@ -281,8 +281,7 @@ def load(
     fp32 = OnnxEngine(loaded, device, cache_dir)
     if policy.precision == "fp32":
         return fp32
-    calibration = load_calibration(loaded.directory)
-    images = None if calibration is None else calibration.normalised(loaded.preprocessing)
+    images = calibration_images(loaded)
     engines = {"fp32": fp32}
 
     def build(mode: Mode) -> OnnxEngine:
@@ -296,6 +295,21 @@ def load(
     )
     mode, _ = select_mode(build, gate_policy, torch_device, inputs, None, ("int8",), why_not)
     return build(mode)
+
+
+def calibration_images(loaded: LoadedCheckpoint) -> Tensor | None:
+    """The checkpoint's calibration images (N, 3, H, W), normalised; None without a set."""
+    calibration = load_calibration(loaded.directory)
+    return None if calibration is None else calibration.normalised(loaded.preprocessing)
+
+
+def int8_engine(loaded: LoadedCheckpoint, device: str, cache_dir: Path | None) -> OnnxEngine | None:
+    """The int8 engine calibrated on the checkpoint's set, past the gate (benchmarks, reports);
+    None when the checkpoint ships no set or int8 cannot run here."""
+    images = calibration_images(loaded)
+    if images is None or int8_unsupported(loaded.config, torch.device(device)):
+        return None
+    return OnnxEngine(loaded, device, cache_dir, int8_images=images)
 
 
 def unsupported(precision: str, config: ModelConfig, device: torch.device) -> str:
