@@ -39,6 +39,9 @@ def _test_defaults(patch: pytest.MonkeyPatch, onnx_cache_dir: Path) -> None:
     # ask for theirs): nothing timed at load may change which kernels a test's model runs.
     patch.setenv("DYNALAY_PRECISION", "fp32")
     patch.setenv("DYNALAY_LAYOUT", "nchw")
+    # Engines on a thread of the test's process (stub engines need not pickle, and no test pays
+    # a spawn per app); tests/service/test_engine_process.py serves them in their own processes.
+    patch.setenv("DYNALAY_ENGINE_PROCESS", "false")
 
 
 @pytest.fixture

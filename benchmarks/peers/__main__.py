@@ -21,6 +21,7 @@ import numpy as np
 
 from benchmarks.engines import host
 from benchmarks.peers import __doc__ as PACKAGE_DOC
+from benchmarks.peers import wrk
 from benchmarks.peers.client import multipart_bodies, run_load
 from benchmarks.servers import ROOT, free_port, spawned_server
 from scripts.served_accuracy import test_images
@@ -42,6 +43,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seconds", type=float, default=8.0, help="per server, load and round")
     p.add_argument("--concurrency", default="1,8,32")
     p.add_argument("--servers", default=",".join(SERVERS))
+    p.add_argument(
+        "--client",
+        choices=("auto", "wrk", "python"),
+        default="auto",
+        help="the load generator: wrk (auto: when installed) or the Python closed loop",
+    )
     p.add_argument("--json", type=Path, default=Path("reports/bench_peers.json"))
     return p.parse_args(argv)
 
@@ -106,16 +113,30 @@ def _wait_for(url: str, server: subprocess.Popen, log, timeout_s: float = 300) -
 
 
 def measure_round(
-    url: str, bodies: list[tuple[bytes, str]], concurrencies: list[int], seconds: float
+    url: str,
+    bodies: list[tuple[bytes, str]],
+    concurrencies: list[int],
+    seconds: float,
+    client: str,
 ) -> list[dict]:
     rows = []
     for concurrency in concurrencies:
         for connection in CONNECTIONS:
-            result = asyncio.run(
-                run_load(url, bodies, concurrency, seconds, keep_alive=connection == "keep-alive")
-            )
+            keep_alive = connection == "keep-alive"
+            if client == "wrk":
+                result = wrk.run_wrk(url, bodies, concurrency, seconds, keep_alive)
+            else:
+                result = asyncio.run(run_load(url, bodies, concurrency, seconds, keep_alive))
             rows.append({"concurrency": concurrency, "connection": connection, **result})
     return rows
+
+
+def choose_client(asked: str) -> str:
+    if asked == "auto":
+        return "wrk" if wrk.available() else "python"
+    if asked == "wrk" and not wrk.available():
+        raise SystemExit("--client wrk: wrk is not installed (apt-get install wrk)")
+    return asked
 
 
 def answers(url: str, bodies: list[tuple[bytes, str]]) -> list[int]:
@@ -133,16 +154,18 @@ def main(argv: list[str] | None = None) -> int:
     images = test_images(args.data_dir, max(args.images, args.accuracy_n))
     bodies = multipart_bodies([png for png, _ in images])
     labels = [label for _, label in images]
+    client = choose_client(args.client)
     report: dict = {
         "checkpoint": str(args.checkpoint),
         "inputs": f"CIFAR-10 test images 0..{len(images) - 1} as PNG, multipart `file`",
         "seconds_per_load": args.seconds,
+        "client": client,
         "host": host("cpu"),
         "rounds": [],
         "accuracy": {},
         "answers": {},  # class indices per server, first --accuracy-n images
     }
-    print(f"cpu flags: {' '.join(report['host']['cpu_flags'])}")
+    print(f"cpu flags: {' '.join(report['host']['cpu_flags'])}; load from {client}")
     for round_index in range(args.rounds):
         order = names[round_index % len(names) :] + names[: round_index % len(names)]
         for name in order:  # rotated every round: no server always runs first or last
@@ -152,7 +175,9 @@ def main(argv: list[str] | None = None) -> int:
                     got = report["answers"][name] = answers(url, bodies[:n])
                     score = report["accuracy"][name] = _accuracy(got, labels[:n])
                     print(f"{name}: accuracy {score:.4f} on {n} test PNGs")
-                rows = measure_round(url, bodies[: args.images], concurrencies, args.seconds)
+                rows = measure_round(
+                    url, bodies[: args.images], concurrencies, args.seconds, client
+                )
             for row in rows:
                 report["rounds"].append({"round": round_index, "server": name, **row})
                 print(

@@ -5,7 +5,7 @@ service (DYNALAY_GRPC_PORT) and loads the model repository in the background (an
 DYNALAY_MODEL_CONTROL=poll, keeps rescanning it: service/repository/model_control.py), so /healthz
 answers (and /readyz says 503) while checkpoints load and warm up; /readyz turns 200 once every
 model is ready. On shutdown the lifespan drains: it refuses new predictions, lets gRPC calls in
-flight and every batcher's queue finish within DYNALAY_SHUTDOWN_GRACE_S.
+flight and every scheduler's queue finish within DYNALAY_SHUTDOWN_GRACE_S.
 """
 
 from __future__ import annotations
@@ -21,7 +21,13 @@ from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector,
 from service.app.lingering import LingeringCloseMiddleware
 from service.app.middleware import PredictionMetricsMiddleware
 from service.core import Metrics, Settings, install_error_handlers
-from service.engines import EngineFactory, PrecisionPolicy, engine_factories, get_engine_factory
+from service.engines import (
+    EngineFactory,
+    PrecisionPolicy,
+    engine_factories,
+    get_engine_factory,
+    in_own_process,
+)
 from service.oip import GrpcServer, repository_router
 from service.oip import router as oip_router
 from service.predict import is_prediction_path, router
@@ -49,6 +55,8 @@ def create_app(
     if engines is None:
         engines = engine_factories(settings.onnx_cache_dir, precision_policy(settings))
     factory = get_engine_factory(settings.engine, engines)
+    if settings.engine_process:
+        factory = in_own_process(factory)
     state = ServiceState(settings, metrics)
 
     @contextlib.asynccontextmanager
@@ -64,7 +72,7 @@ def create_app(
             loading.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await loading
-            # Calls in flight finish within the grace period while the batchers drain.
+            # Calls in flight finish within the grace period while the schedulers drain.
             stopping = [grpc_server.stop(settings.shutdown_grace_s)] if grpc_server else []
             await asyncio.gather(*stopping, _drain(state), control.close())
 
@@ -88,10 +96,9 @@ def create_app(
 
 
 async def _drain(state: ServiceState) -> None:
-    """Let every batcher finish its queue, all within one grace period, then stop them."""
+    """Let every scheduler finish its queue, all within one grace period, then stop them."""
     grace_s = state.settings.shutdown_grace_s
-    batchers = [served.batcher for served in state.models.values()]
-    await asyncio.gather(*(batcher.stop(grace_s) for batcher in batchers))
+    await asyncio.gather(*(served.stop(grace_s) for served in state.models.values()))
     answered = state.metrics.answers_by_status()
     log.info("drained; prediction answers by status over this run: %s", answered)
 

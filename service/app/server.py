@@ -7,8 +7,8 @@ after shutting down, so the process ends "killed by SIGTERM" even when nothing w
    with 503 + Retry-After, while still answering on its socket for `drain_delay_s`, so load
    balancers and health checks see it leave;
 2. then uvicorn's own shutdown: the listener closes, in-flight requests (and so everything in
-   the batchers' queues, each of which is an in-flight request) get `shutdown_grace_s` to
-   finish, the lifespan drains the batchers;
+   the schedulers' queues, each of which is an in-flight request) get `shutdown_grace_s` to
+   finish, the lifespan drains the schedulers;
 3. the process exits 0. A second SIGINT forces the exit, as in plain uvicorn.
 
 When model loading failed for good (DYNALAY_ON_LOAD_ERROR), the server stops and exits 3,

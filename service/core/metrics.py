@@ -54,7 +54,7 @@ class Metrics:
         )
         self.queue_duration = Histogram(
             "dynalay_queue_duration_seconds",
-            "Time a request waited in the batcher's queue.",
+            "Time a request waited in its model's request queue.",
             ["model"],
             buckets=LATENCY_BUCKETS,
             registry=r,
@@ -113,7 +113,10 @@ class Metrics:
             registry=r,
         )
         self.queue_depth = Gauge(
-            "dynalay_queue_depth", "Requests waiting in the batcher's queue.", ["model"], registry=r
+            "dynalay_queue_depth",
+            "Requests waiting in the model's request queue.",
+            ["model"],
+            registry=r,
         )
         self.requests_in_progress = Gauge(
             "dynalay_requests_in_progress",

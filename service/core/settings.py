@@ -33,6 +33,9 @@ class Settings(BaseSettings):
     # (verified on every load; one entry per weights + config).
     onnx_cache_dir: Path = Field(default_factory=lambda: default_onnx_cache_dir())
     warmup: bool = True  # run every action once per model before /readyz turns 200
+    # Each model's engine in a process of its own (service/engines/process.py), so HTTP and
+    # compute run in parallel; false: on a thread of the service's process.
+    engine_process: bool = True
     # What the engines compute in (service/engines/precision.py): "auto" serves the fastest
     # of fp32 and the reduced precisions the engine runs natively on this device (torch: bf16
     # on CPUs with avx512_bf16 or AMX and CUDA, fp16 on CUDA; onnx: int8 on a CPU) that pass

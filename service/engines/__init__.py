@@ -32,6 +32,13 @@ from service.engines.precision import (
     runnable,
     unsupported,
 )
+from service.engines.process import (
+    EngineProcessError,
+    ProcessEngine,
+    RemoteStepper,
+    in_own_process,
+    open_stepper,
+)
 from service.engines.stepping import StepOutcome, Stepper, run_batch
 
 
@@ -75,12 +82,15 @@ __all__ = [
     "Engine",
     "EngineFactory",
     "EngineInput",
+    "EngineProcessError",
     "EngineSteps",
     "Mode",
     "ModelMeta",
     "ParityReport",
     "PrecisionError",
     "PrecisionPolicy",
+    "ProcessEngine",
+    "RemoteStepper",
     "SampleResult",
     "StepOutcome",
     "Stepper",
@@ -90,6 +100,8 @@ __all__ = [
     "engine_factories",
     "fastest_passing",
     "get_engine_factory",
+    "in_own_process",
+    "open_stepper",
     "run_batch",
     "run_set",
     "runnable",

@@ -1,7 +1,7 @@
 """Text → token ids with the checkpoint's own Hugging Face `tokenizers` file.
 
-The tokenizer's built-in padding/truncation are switched off: the batcher pads a batch to its
-longest member, and we truncate here so the answer can say that it happened.
+The tokenizer's built-in padding/truncation are switched off: the engine's collation pads a
+batch to its longest member, and we truncate here so the answer can say that it happened.
 """
 
 from __future__ import annotations

@@ -37,13 +37,13 @@ async def classify(
 ) -> Classified:
     """Answer every sample `samples()` yields, with `action` forced (None: the agent's)."""
     action_id = served.action_id(action)
-    served.batcher.check_room()
+    served.scheduler.check_room()
     in_progress = served.metrics.requests_in_progress.labels(served.name)
     in_progress.inc()
     try:
         prepared = await _preprocess(served, samples)
         answers = await asyncio.gather(
-            *(served.batcher.submit(EngineInput(_data(p), action_id), deadline) for p in prepared)
+            *(served.scheduler.submit(EngineInput(_data(p), action_id), deadline) for p in prepared)
         )
     finally:
         in_progress.dec()

@@ -73,9 +73,9 @@ def serve(state: ServiceState, engine: Engine) -> None:
 def start_serving(state: ServiceState, engine: Engine) -> ServedModel:
     """A loaded engine behind its own, started scheduler; not yet in `state.models`."""
     image_spec, text_encoder = input_pipeline(engine)
-    batcher = build_scheduler(engine, state.metrics, state.settings)
-    batcher.start()
-    return ServedModel(engine, batcher, state.metrics, image_spec, text_encoder)
+    scheduler = build_scheduler(engine, state.metrics, state.settings)
+    scheduler.start()
+    return ServedModel(engine, scheduler, state.metrics, image_spec, text_encoder)
 
 
 def publish(state: ServiceState, served: ServedModel) -> None:

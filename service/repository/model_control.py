@@ -87,7 +87,7 @@ class ModelControl:
         for task, _ in retiring:
             task.cancel()
         grace_s = self.state.settings.shutdown_grace_s
-        await asyncio.gather(*(old.batcher.stop(grace_s) for _, old in retiring))
+        await asyncio.gather(*(old.stop(grace_s) for _, old in retiring))
 
     # ---- the repository extension ------------------------------------------------------------
 
@@ -181,7 +181,7 @@ class ModelControl:
         # requests for that long, then finishes what it holds and stops.
         settings = self.state.settings
         await asyncio.sleep(settings.request_timeout_ms / 1000.0)
-        await old.batcher.stop(settings.shutdown_grace_s)
+        await old.stop(settings.shutdown_grace_s)
 
     def _refuse(self, name: str, entry: IndexEntry, exc: Exception) -> None:
         why = public_message(exc, self.state.settings.model_dir)

@@ -10,7 +10,7 @@ import numpy as np
 
 from model.actions import ACTIONS
 from service.core import Metrics, ServiceError, Settings
-from service.engines import Engine, ModelMeta
+from service.engines import Engine, ModelMeta, ProcessEngine
 from service.inputs import (
     EncodedText,
     ImageSpec,
@@ -38,7 +38,7 @@ class ServedModel:
     """One loaded model: its engine, its scheduler, its metrics and its input pipeline."""
 
     engine: Engine
-    batcher: Scheduler
+    scheduler: Scheduler
     metrics: Metrics
     image_spec: ImageSpec | None = None
     text_encoder: TextEncoder | None = None
@@ -46,6 +46,13 @@ class ServedModel:
     @property
     def meta(self) -> ModelMeta:
         return self.engine.meta
+
+    async def stop(self, grace_s: float = 0.0) -> None:
+        """Drain the scheduler (service/scheduling/), then release the engine's process if it
+        has one."""
+        await self.scheduler.stop(grace_s)
+        if isinstance(self.engine, ProcessEngine):
+            self.engine.close()
 
     @property
     def name(self) -> str:

@@ -18,7 +18,7 @@ import asyncio
 import logging
 
 from service.core import Metrics, ServiceError
-from service.engines import Engine, EngineInput, run_batch
+from service.engines import Engine, EngineInput, open_stepper
 from service.scheduling.engine_thread import EngineThread
 from service.scheduling.request_queue import Completed, Pending, QueueLimits, RequestQueue
 
@@ -45,7 +45,8 @@ class MicroBatcher:
         self._max_delay_s = max_delay_s
         self.queue = RequestQueue(self.model, metrics, QueueLimits(max_queue, retry_after_s))
         self._thread = EngineThread(self.model)
-        self._steps = engine.steps()
+        # Capacity max_batch_size: every batch fits the pool whole, as run_batch's own stepper.
+        self._stepper = open_stepper(engine, max_batch_size)
 
     def start(self) -> None:
         self._thread.start(self._serve())
@@ -75,7 +76,7 @@ class MicroBatcher:
         dispatched = self.queue.dispatch(batch)
         inputs = [pending.item for pending in batch]
         try:
-            output = await self._thread.call(run_batch, self._steps, inputs)
+            output = await self._thread.call(self._stepper.run, inputs)
         except asyncio.CancelledError:
             raise  # the drain answers the requests it had taken
         except Exception:

@@ -30,7 +30,7 @@ class EngineThread:
 
     def start(self, serve: Coroutine[Any, Any, None]) -> None:
         """Run the scheduler's serve loop as a task on the running event loop."""
-        self._task = asyncio.get_running_loop().create_task(serve, name=f"batcher-{self.model}")
+        self._task = asyncio.get_running_loop().create_task(serve, name=f"scheduler-{self.model}")
 
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
         """`fn(*args)` on the engine thread, awaited from the event loop."""

@@ -38,7 +38,7 @@ import time
 from dataclasses import dataclass
 
 from service.core import Metrics, ServiceError
-from service.engines import Engine, EngineInput, StepOutcome, Stepper
+from service.engines import Engine, EngineInput, StepOutcome, open_stepper
 from service.scheduling.batcher import BATCH_FAILED
 from service.scheduling.engine_thread import EngineThread
 from service.scheduling.request_queue import (
@@ -81,7 +81,7 @@ class LoopScheduler:
         self._max_batch_size = max_batch_size
         self._max_delay_s = max_delay_s
         self.pool_size = pool_size
-        self._stepper = Stepper(engine.steps(), pool_size)
+        self._stepper = open_stepper(engine, pool_size)
         self._looping: dict[int, _Looping] = {}  # key → request, from straight pass to answer
         self._keys = itertools.count()
         # Set on the event loop (a request queued, a caller gone, stop), read by the engine

@@ -69,7 +69,7 @@ async def test_a_full_queue_answers_503_with_retry_after(stub_repo):
         await asyncio.to_thread(engine.entered.wait, 10)
         queued = asyncio.create_task(post_image(client, 1))  # fills the queue of one
         for _ in range(200):
-            if not app.state.dynalay.models["stub"].batcher.has_room():
+            if not app.state.dynalay.models["stub"].scheduler.has_room():
                 break
             await asyncio.sleep(0.01)
         rejected = await post_image(client, 2)

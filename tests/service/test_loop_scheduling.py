@@ -90,7 +90,7 @@ def slow_repo(tmp_path_factory):
 
 
 def scheduler_of(app) -> LoopScheduler:
-    batcher = app.state.dynalay.models["cifar10"].batcher
+    batcher = app.state.dynalay.models["cifar10"].scheduler
     assert isinstance(batcher, LoopScheduler)
     return batcher
 
@@ -223,7 +223,7 @@ def test_the_setting_picks_the_scheduler(model_dir, stub_repo):
             client = stack.enter_context(TestClient(create_app(settings, engines=engines)))
             wait_ready(client)
             (served,) = client.app.state.dynalay.models.values()
-            return type(served.batcher)
+            return type(served.scheduler)
 
     assert batcher_type(settings_for(model_dir)) is LoopScheduler  # the default
     assert batcher_type(settings_for(model_dir, loop_scheduling="batch")) is MicroBatcher
