@@ -109,8 +109,10 @@ bench-serve: $(STAMP)
 
 ## make bench-peers: ours (fp32, and its defaults) against LitServe on the same checkpoint, the same
 ## PNG uploads, 1 / 8 / 32 clients, new connections and keep-alive, interleaved rounds
+## (load from wrk when installed: apt-get install wrk)
 bench-peers: $(STAMP)
 	$(PY) -m benchmarks.peers --checkpoint checkpoints/cifar10 --data-dir $(DATA) \
+		--servers "litserve,ours fp32,ours default,ours default thread" \
 		--json reports/bench_peers.json
 
 ## make bench-engines [CHECKPOINT=checkpoints/cifar10]: the PyTorch and ONNX Runtime engines side by side,

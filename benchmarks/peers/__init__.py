@@ -13,8 +13,11 @@ interleave them):
   equal numerics.
 - `ours default`: `python -m service` with its defaults (precision and layout auto: the fastest
   that passes the parity gate on this machine).
-The client is the same for all: CIFAR-10 test images encoded as PNG (what a user uploads),
-POSTed as multipart `file` to `/predict`, closed loop at each concurrency, over a new connection
+- `ours default thread`: the same with the engine on a thread of the service's process
+  (DYNALAY_ENGINE_PROCESS=false): the other way to share the cores between HTTP and compute.
+The client is the same for all (wrk when installed, `--client`; else a Python closed loop, which
+on 2 cores is itself the limit: benchmarks/peers/wrk.py): CIFAR-10 test images encoded as PNG
+(what a user uploads), POSTed as multipart `file` to `/predict`, closed loop at each concurrency, over a new connection
 per request (`Connection: close`) and over kept-alive connections. Reported per server, load
 and round: answers/s, p50 and p99 latency; the medians over rounds; the ratios of ours to
 LitServe; and each server's accuracy on the first --accuracy-n test images. The CPU flags

@@ -75,6 +75,21 @@ def litserve(checkpoint: Path) -> Iterator[str]:
                 server.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 os.killpg(server.pid, signal.SIGKILL)
+            _wait_until_gone(server.pid)
+
+
+def _wait_until_gone(group: int, timeout_s: float = 15.0) -> None:
+    """Until no process of `group` is left: a worker still running (LitServe's outlive its
+    server for seconds) would take the cores from the next server measured."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            os.killpg(group, 0)
+        except ProcessLookupError:
+            return
+        if time.monotonic() >= deadline:
+            os.killpg(group, signal.SIGKILL)
+        time.sleep(0.1)
 
 
 @contextlib.contextmanager
@@ -90,6 +105,12 @@ def server_for(name: str, checkpoint: Path) -> Callable[[], AbstractContextManag
     numerics = {
         "ours fp32": {"DYNALAY_PRECISION": "fp32", "DYNALAY_LAYOUT": "nchw"},
         "ours default": {"DYNALAY_PRECISION": "auto", "DYNALAY_LAYOUT": "auto"},
+        # The other option for HTTP and compute: the engine on a thread of the service's process.
+        "ours default thread": {
+            "DYNALAY_PRECISION": "auto",
+            "DYNALAY_LAYOUT": "auto",
+            "DYNALAY_ENGINE_PROCESS": "false",
+        },
     }
     if name == "litserve":
         return lambda: litserve(checkpoint)
@@ -181,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
             for row in rows:
                 report["rounds"].append({"round": round_index, "server": name, **row})
                 print(
-                    f"round {round_index} {name:12} c={row['concurrency']:<3} "
+                    f"round {round_index} {name:19} c={row['concurrency']:<3} "
                     f"{row['connection']:10} {row['answers_per_s']:8.1f}/s "
                     f"p50 {row['p50_ms']:7.1f} ms  p99 {row['p99_ms']:7.1f} ms"
                 )
@@ -236,7 +257,7 @@ def print_summary(report: dict) -> None:
         key = (m["server"], m["concurrency"], m["connection"])
         vs = f"{ratio[key]['vs_litserve_median']:.2f}x" if key in ratio else "-"
         print(
-            f"{m['server']:12} c={m['concurrency']:<3} {m['connection']:10} "
+            f"{m['server']:19} c={m['concurrency']:<3} {m['connection']:10} "
             f"{m['answers_per_s']:8.1f} {m['p50_ms']:8.1f} {m['p99_ms']:8.1f}  {vs}"
         )
 
