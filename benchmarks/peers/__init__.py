@@ -17,9 +17,10 @@ interleave them):
   (DYNALAY_ENGINE_PROCESS=false): the other way to share the cores between HTTP and compute.
 The client is the same for all (wrk when installed, `--client`; else a Python closed loop, which
 on 2 cores is itself the limit: benchmarks/peers/wrk.py): CIFAR-10 test images encoded as PNG
-(what a user uploads), POSTed as multipart `file` to `/predict`, closed loop at each concurrency, over a new connection
-per request (`Connection: close`) and over kept-alive connections. Reported per server, load
-and round: answers/s, p50 and p99 latency; the medians over rounds; the ratios of ours to
-LitServe; and each server's accuracy on the first --accuracy-n test images. The CPU flags
-are in the report; no absolute time is claimed outside a ratio.
+(what a user uploads), POSTed as multipart `file` to `/predict`, closed loop at each
+concurrency, over a new connection per request (`Connection: close`) and over kept-alive
+connections. Reported per server, load and round: answers/s, p50 and p99 latency; the medians
+over rounds; the ratios of ours to LitServe; and each server's accuracy on the first
+--accuracy-n test images. The CPU flags are in the report; no absolute time is claimed outside
+a ratio.
 """
