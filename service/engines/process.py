@@ -199,6 +199,8 @@ def _child(conn: Connection, factory: EngineFactory, directory: Path, device: st
         if method == CLOSE:
             return
         try:
+            if method not in _Served.MESSAGES:
+                raise EngineProcessError(f"no such engine message {method!r}")
             value = getattr(served, method)(*args)
         except Exception as exc:
             _send(conn, False, exc)
@@ -207,11 +209,13 @@ def _child(conn: Connection, factory: EngineFactory, directory: Path, device: st
 
 
 class _Served:
-    """The child's side of each message."""
+    """The child's side of each message (one method per name in MESSAGES)."""
+
+    MESSAGES = frozenset({"identity", "warmup", "stepper", "straight", "step", "run", "clear"})
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self.stepper_: Stepper | None = None
+        self._stepper: Stepper | None = None
 
     def identity(self) -> _Identity:
         e = self.engine
@@ -221,29 +225,28 @@ class _Served:
         self.engine.warmup()
 
     def stepper(self, capacity: int) -> None:
-        self.stepper_ = Stepper(self.engine.steps(), capacity)
+        self._stepper = Stepper(self.engine.steps(), capacity)
 
     def straight(self, batch: list[EngineInput], keys: list[int]) -> tuple[StraightOutcome, bool]:
-        return self.stepper_.straight(batch, keys), self.stepper_.busy
+        return self._stepper.straight(batch, keys), self._stepper.busy
 
     def step(self, evict: list[int]) -> tuple[StepOutcome, bool]:
-        return self.stepper_.step(evict), self.stepper_.busy
+        return self._stepper.step(evict), self._stepper.busy
 
     def run(self, batch: list[EngineInput]) -> tuple[BatchOutput, bool]:
-        return self.stepper_.run(batch), self.stepper_.busy
+        return self._stepper.run(batch), self._stepper.busy
 
     def clear(self) -> None:
-        self.stepper_.clear()
+        self._stepper.clear()
 
 
 def _send(conn: Connection, ok: bool, value: Any) -> None:
     try:
         conn.send((ok, value))
-    except Exception as exc:  # e.g. an exception that does not pickle: send its words
+    except Exception:  # e.g. an exception that does not pickle: send its words
         if ok:
             raise
         conn.send((False, EngineProcessError(f"{type(value).__name__}: {value}"[:2000])))
-        del exc
 
 
 def open_stepper(engine: Engine, capacity: int) -> Stepper | RemoteStepper:
