@@ -1,9 +1,14 @@
-"""A closed-loop HTTP load generator for POST /predict, and the /metrics deltas around it.
+"""HTTP load generators for POST /predict (closed and open loop), and the /metrics deltas.
 
-`concurrency` clients each send their next request as soon as the previous one is answered
-(perf_analyzer's concurrency mode), for `duration_s` seconds after a short warm-up. Client k
-sends bodies k, k+1, k+2, ... (cycling), so a list that alternates two kinds of request gives
-every client, and so the whole load, an exact 50/50 mix whatever the latencies.
+Closed loop (`run_load`): `concurrency` clients each send their next request as soon as the
+previous one is answered (perf_analyzer's concurrency mode), for `duration_s` seconds after a
+short warm-up. Client k sends bodies k, k+1, k+2, ... (cycling), so a list that alternates two
+kinds of request gives every client, and so the whole load, an exact 50/50 mix whatever the
+latencies. The offered load follows the server: one that answers some requests sooner gets
+more requests.
+
+Open loop (`run_open_load`): requests arrive at a fixed mean rate (Poisson, seeded) whatever the
+answers, bodies in order, so two servers compared at one rate get the same work.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import random
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -34,6 +40,7 @@ class LoadResult:
     compared: int = 0  # answers checked against the reference (when one was given)
     differing: int = 0  # of those, answers that differ from it
     mismatches: list[str] = field(default_factory=list)  # the first few differences
+    offered_rps: float | None = None  # open loop: the arrival rate
 
     def extend(self, other: LoadResult) -> None:
         """Add another measurement of the same load (a later time slice) to this one."""
@@ -72,6 +79,7 @@ class LoadResult:
             "answers_compared": self.compared,
             "answers_differing": self.differing,
             "differences": self.mismatches,
+            **({"offered_rps": self.offered_rps} if self.offered_rps is not None else {}),
         }
 
 
@@ -138,6 +146,48 @@ async def run_load(
                     _compare(result, index, response.json(), reference[index])
 
         await asyncio.gather(*(worker(k) for k in range(concurrency)))
+    return result
+
+
+async def run_open_load(
+    url: str,
+    bodies: list[bytes],
+    rate_rps: float,
+    duration_s: float,
+    mode: str,
+    warmup_s: float = 0.5,
+    headers: dict[str, str] | None = None,
+    reference: list[dict] | None = None,
+    seed: int = 0,
+    concurrency: int = 0,
+) -> LoadResult:
+    """Open-loop load: request i (body i mod len) is sent at the i-th arrival of a Poisson
+    process of `rate_rps`, on its own connection task; those sent after the warm-up are
+    measured, and every one is waited for. `concurrency` is only the row's label."""
+    result = LoadResult(concurrency, mode, duration_s, offered_rps=rate_rps)
+    limits = httpx.Limits(max_connections=512, max_keepalive_connections=512)
+    all_headers = {"content-type": "application/json", **(headers or {})}
+    gaps = random.Random(seed)
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60) as client:
+
+        async def send(index: int, measured: bool) -> None:
+            sent = time.perf_counter()
+            response = await client.post("/predict", content=bodies[index], headers=all_headers)
+            if not measured:
+                return
+            _record(result, response, (time.perf_counter() - sent) * 1000.0)
+            if reference is not None and response.status_code == 200:
+                _compare(result, index, response.json(), reference[index])
+
+        start = time.perf_counter()
+        measure_from, stop_at = start + warmup_s, start + warmup_s + duration_s
+        tasks, due, i = [], start, 0
+        while due < stop_at:
+            await asyncio.sleep(max(0.0, due - time.perf_counter()))
+            tasks.append(asyncio.create_task(send(i % len(bodies), due >= measure_from)))
+            due += gaps.expovariate(rate_rps)
+            i += 1
+        await asyncio.gather(*tasks)
     return result
 
 

@@ -4,11 +4,17 @@ does its job."""
 from __future__ import annotations
 
 CHECK_LEVEL = 16  # the concurrency the targets below are stated at
+OPEN_LOAD = "mixed-open"  # the mixed load at a fixed arrival rate (its row's concurrency: 16)
 TARGETS = {
-    "mixed_straight_p50_over_loop_all_p50": 0.5,  # iteration scheduling, at most
+    "mixed_straight_p50_over_loop_all_p50": 0.35,  # iteration scheduling, at most
     "mixed_throughput_iteration_over_batch": 0.95,  # at least
     "adaptive_straight_p50_over_all_straight_p50": 1.3,  # iteration scheduling, at most
+    # A looped answer's p50, iteration over batch scheduling, at most: closed loop (each
+    # scheduling at the load its own answers invite) and open loop (the same arrivals).
+    "mixed_loop_all_p50_iteration_over_batch": 1.0,
+    "open_mixed_loop_all_p50_iteration_over_batch": 1.0,
 }
+AT_LEAST = {"mixed_throughput_iteration_over_batch"}
 
 
 def compute_ratios(server_rows: list[dict], raw_rows: list[dict], max_batch_size: int) -> dict:
@@ -25,6 +31,10 @@ def compute_ratios(server_rows: list[dict], raw_rows: list[dict], max_batch_size
     def kept_straight_over_all_straight(s: str, c: int) -> float | None:
         return ratio(table.p50(s, "adaptive", c, "straight"), table.p50(s, "straight", c))
 
+    def loop_all_iteration_over_batch(load: str, c: int) -> float | None:
+        return ratio(table.p50("iteration", load, c, "loop_all"),
+                     table.p50("batch", load, c, "loop_all"))  # fmt: skip
+
     def server_over_raw(s: str, load: str, c: int) -> float | None:
         # The server batches at most min(c, max_batch_size) requests: compare with that size.
         return ratio(table.rps(s, load, c), raw.get((load, min(c, max_batch_size))))
@@ -36,6 +46,11 @@ def compute_ratios(server_rows: list[dict], raw_rows: list[dict], max_batch_size
         },
         "mixed_straight_p50_over_loop_all_p50": {
             s: {str(c): straight_over_loop_all(s, c) for c in levels} for s in table.schedulings
+        },
+        "loop_all_p50_iteration_over_batch": {
+            load: {str(c): loop_all_iteration_over_batch(load, c) for c in levels}
+            for load in table.loads
+            if load in ("mixed", OPEN_LOAD)
         },
         "adaptive_straight_p50_over_all_straight_p50": {
             s: {str(c): kept_straight_over_all_straight(s, c) for c in levels}
@@ -95,11 +110,17 @@ def check_targets(ratios: dict, server_rows: list[dict], agree: dict) -> dict:
         "adaptive_straight_p50_over_all_straight_p50": at(
             "adaptive_straight_p50_over_all_straight_p50", "iteration", level
         ),
+        "mixed_loop_all_p50_iteration_over_batch": at(
+            "loop_all_p50_iteration_over_batch", "mixed", level
+        ),
+        "open_mixed_loop_all_p50_iteration_over_batch": at(
+            "loop_all_p50_iteration_over_batch", OPEN_LOAD, level
+        ),
     }
     checks: dict = {}
     for name, target in TARGETS.items():
         value = measured[name]
-        at_least = name == "mixed_throughput_iteration_over_batch"
+        at_least = name in AT_LEAST
         holds = None if value is None else (value >= target if at_least else value <= target)
         checks[name] = {"concurrency": CHECK_LEVEL, "value": value, "target": target,
                         "at_least" if at_least else "at_most": True, "holds": holds}  # fmt: skip

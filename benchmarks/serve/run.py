@@ -24,12 +24,13 @@ from benchmarks.loadgen import (
     answer_alone,
     image_bodies_mixed,
     run_load,
+    run_open_load,
     scrape,
     server_split,
 )
 from benchmarks.serve import __doc__ as PACKAGE_DOC
 from benchmarks.serve.loads import LOADS
-from benchmarks.serve.ratios import check_targets, compute_ratios
+from benchmarks.serve.ratios import CHECK_LEVEL, OPEN_LOAD, check_targets, compute_ratios
 from benchmarks.serve.raw_engine import RawEngine
 from benchmarks.serve.report import print_table, run_meta
 from benchmarks.serve.rounds import answers_agree, medians
@@ -77,6 +78,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=int,
         default=1,
         help="repeat the whole interleaved grid; ratios use each cell's median (default: 1)",
+    )
+    p.add_argument(
+        "--open-fraction",
+        type=float,
+        default=0.8,
+        help="after the grid, the mixed load open-loop at this fraction of batch scheduling's "
+        f"mixed throughput at {CHECK_LEVEL} clients, on every server (0: skip; default: 0.8)",
     )
     p.add_argument("--max-batch-size", type=int, default=32, help="spawned servers (default: 32)")
     p.add_argument("--delay-ms", type=float, default=2.0, help="spawned servers (default: 2)")
@@ -133,6 +141,12 @@ def _run(args: argparse.Namespace) -> dict:
                 measured = _measure_level(urls, info["name"], bodies, reference, level, args,
                                           headers, raw)  # fmt: skip
                 rounds += [{"round": round_no, **row} for row in measured]
+        rate, level = _open_rate(medians(rounds), args.open_fraction)
+        if rate:
+            for round_no in range(args.rounds):
+                measured = _measure_open(urls, info["name"], bodies["mixed"], reference["mixed"],
+                                         rate, level, args, headers)  # fmt: skip
+                rounds += [{"round": round_no, **row} for row in measured]
     raw_rows = raw.rows()
     server_rows = medians(rounds)
     report = {
@@ -186,6 +200,55 @@ def _measure_level(urls, model, bodies, reference, level, args, headers, raw) ->
             f"{load:>9} {scheduling:>9} c={level:<3} {row['throughput_rps']:8.1f} req/s  "
             f"p50 {row['latency_ms']['p50']:7.2f} ms  p99 {row['latency_ms']['p99']:7.2f} ms  "
             f"{per_action}  differing {row['answers_differing']}/{row['answers_compared']}",
+            flush=True,
+        )
+        rows.append(row)
+    return rows
+
+
+def _open_rate(rows: list[dict], fraction: float) -> tuple[float | None, int]:
+    """The open-loop arrival rate and the level it comes from: `fraction` of batch
+    scheduling's closed-loop mixed throughput at CHECK_LEVEL clients (or at the highest level
+    measured below it); None when no such cell was measured or `fraction` is 0."""
+    batch_mixed = {r["concurrency"]: r["throughput_rps"] for r in rows
+                   if r["scheduling"] == "batch" and r["load"] == "mixed"}  # fmt: skip
+    levels = [c for c in batch_mixed if c <= CHECK_LEVEL]
+    if fraction <= 0 or not levels:
+        return None, CHECK_LEVEL
+    level = max(levels)
+    return round(fraction * batch_mixed[level], 1), level
+
+
+def _measure_open(urls, model, bodies, reference, rate, level, args, headers) -> list[dict]:
+    """The mixed load at one arrival rate on every server, in time slices taken in turn: both
+    schedulings get the same requests at the same times, so their latencies compare at equal
+    work (a closed loop gives the server that answers straight inputs sooner more requests)."""
+    before = {s: scrape(url, model) for s, url in urls.items()}
+    results: dict[str, LoadResult] = {}
+    seconds = args.duration / args.slices
+    order = list(urls)
+    for k in range(args.slices):
+        for scheduling in order if k % 2 == 0 else order[::-1]:
+            part = asyncio.run(
+                run_open_load(urls[scheduling], bodies, rate, seconds, OPEN_LOAD, args.warmup,
+                              headers, reference, seed=k, concurrency=level)
+            )  # fmt: skip
+            if scheduling in results:
+                results[scheduling].extend(part)
+            else:
+                results[scheduling] = part
+    after = {s: scrape(url, model) for s, url in urls.items()}
+    rows = []
+    for scheduling, result in results.items():
+        row = {"scheduling": scheduling, "load": OPEN_LOAD, **result.summary()}
+        row["offered_rps"] = rate
+        row["server"] = server_split(before[scheduling], after[scheduling])
+        per_action = "  ".join(
+            f"{a} p50 {v['latency_ms']['p50']:.1f}" for a, v in row["by_action"].items()
+        )
+        print(
+            f"{OPEN_LOAD:>9} {scheduling:>9} {rate:6.1f}/s {row['throughput_rps']:8.1f} req/s  "
+            f"p50 {row['latency_ms']['p50']:7.2f} ms  {per_action}",
             flush=True,
         )
         rows.append(row)

@@ -124,6 +124,10 @@ class RequestQueue:
     def empty(self) -> bool:
         return self._queue.empty()
 
+    def size(self) -> int:
+        """Requests queued and not taken yet."""
+        return self._queue.qsize()
+
     async def collect(self, max_batch_size: int, max_delay_s: float) -> list[Pending]:
         """Wait for a batch: it closes when full, or `max_delay_s` after its *oldest* request
         arrived (Triton's rule: a request that waited while the last batch ran waits no more)."""

@@ -25,6 +25,8 @@ def test_ratios_compare_schedulings_actions_and_matching_batch_sizes():
     server = [
         row("batch", "mixed", 16, 100.0, 130.0, p50s(straight=130.0, loop_all=130.0)),
         row("iteration", "mixed", 16, 110.0, 90.0, p50s(straight=40.0, loop_all=160.0)),
+        row("batch", "mixed-open", 16, 80.0, 100.0, p50s(straight=100.0, loop_all=100.0)),
+        row("iteration", "mixed-open", 16, 80.0, 60.0, p50s(straight=30.0, loop_all=90.0)),
         row("batch", "adaptive", 16, 150.0, 80.0, p50s(straight=80.0, loop_l1=90.0)),
         row("iteration", "adaptive", 16, 160.0, 50.0, p50s(straight=55.0, loop_l1=120.0)),
         row("batch", "straight", 16, 200.0, 70.0),
@@ -41,13 +43,18 @@ def test_ratios_compare_schedulings_actions_and_matching_batch_sizes():
         "batch": {"16": 1.0, "64": None}, "iteration": {"16": 0.25, "64": None},
     }  # fmt: skip
     assert ratios["adaptive_straight_p50_over_all_straight_p50"]["iteration"]["16"] == 1.1
+    assert ratios["loop_all_p50_iteration_over_batch"] == {
+        "mixed": {"16": round(160 / 130, 3), "64": None}, "mixed-open": {"16": 0.9, "64": None},
+    }  # fmt: skip
     assert ratios["server_over_raw"]["iteration"]["straight"] == {"16": 0.5, "64": 0.5}
     checks = check_targets(
         ratios, [{"answers_compared": 5, "answers_differing": 0}], {"holds": True}
     )
-    assert checks["mixed_straight_p50_over_loop_all_p50"]["holds"] is True  # 0.25 ≤ 0.5
+    assert checks["mixed_straight_p50_over_loop_all_p50"]["holds"] is True  # 0.25 ≤ 0.35
     assert checks["mixed_throughput_iteration_over_batch"]["holds"] is True  # 1.1 ≥ 0.95
     assert checks["adaptive_straight_p50_over_all_straight_p50"]["holds"] is True  # 1.1 ≤ 1.3
+    assert checks["mixed_loop_all_p50_iteration_over_batch"]["holds"] is False  # 1.23 > 1.0
+    assert checks["open_mixed_loop_all_p50_iteration_over_batch"]["holds"] is True  # 0.9 ≤ 1.0
     assert checks["answers_under_load_equal_answers_alone"]["holds"] is True
 
 
@@ -89,11 +96,17 @@ def test_bench_runs_end_to_end_with_tiny_settings(tmp_path):
     report = json.loads(out.read_text())
     measured = {(r["scheduling"], r["load"], r["concurrency"]) for r in report["server"]}
     schedulings, loads = ("batch", "iteration"), ("mixed", "straight")
-    assert measured == {(s, load, c) for s in schedulings for load in loads for c in (1, 2)}
+    closed = {(s, load, c) for s in schedulings for load in loads for c in (1, 2)}
+    # then the mixed load open-loop, at 0.8 of batch scheduling's mixed throughput at 2 clients
+    assert measured == closed | {(s, "mixed-open", 2) for s in schedulings}
+    batch_mixed = next(r for r in report["server"] if r["load"] == "mixed"
+                       and r["scheduling"] == "batch" and r["concurrency"] == 2)  # fmt: skip
+    open_rows = [r for r in report["server_rounds"] if r["load"] == "mixed-open"]
+    assert {r["offered_rps"] for r in open_rows} == {round(0.8 * batch_mixed["throughput_rps"], 1)}
     for row in report["server"]:
         assert row["errors"] == {} and row["throughput_rps"] > 0
         assert row["answers_compared"] > 0 and row["answers_differing"] == 0
-    mixed = [r for r in report["server"] if r["load"] == "mixed"]
+    mixed = [r for r in report["server"] if r["load"] in ("mixed", "mixed-open")]
     assert all(set(r["actions"]) == {"straight", "loop_all"} for r in mixed)
     raw = {(r["load"], r["batch_size"]) for r in report["raw"]}
     assert raw == {(load, c) for load in loads for c in (1, 2)}

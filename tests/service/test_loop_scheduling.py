@@ -124,6 +124,23 @@ async def test_a_straight_input_is_answered_while_a_loop_runs(slow_repo):
     assert metrics[("dynalay_loop_pool_occupancy", model)] == 0
 
 
+async def test_straight_inputs_queued_while_a_loop_runs_share_one_batch_window(slow_repo):
+    # A 3-layer paced step takes ~6 ms: the 80 ms window leaves the loop several steps.
+    engine = PacedEngine(slow_repo / "cifar10", layer_s=0.002)
+    app = paced_app(slow_repo, engine, max_queue_delay_ms=80)
+    steps = ("dynalay_loop_step_samples_count", (("model", "cifar10"),))
+    async with serving_async(app) as client:
+        looped = asyncio.create_task(post_image(client, 0, "loop_all"))
+        await until(lambda: scheduler_of(app).in_flight == 1)
+        before = client_metrics(await client.get("/metrics"))[steps]
+        straights = await asyncio.gather(*(post_image(client, i, "straight") for i in (1, 2, 3)))
+        after = client_metrics(await client.get("/metrics"))[steps]
+        assert not looped.done()
+        await looped
+    assert [r.json()["batch_size"] for r in straights] == [3, 3, 3]
+    assert after - before >= 3  # the loop kept stepping while their window was open
+
+
 def client_metrics(response: httpx.Response) -> dict:
     return {
         (s.name, tuple(sorted(s.labels.items()))): s.value
