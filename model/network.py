@@ -329,6 +329,23 @@ def anytime_logits(
     return out
 
 
+def fixed_point_logits(
+    parts: NetworkParts, x: Tensor, iterations: int, action: int = N_LAYERS
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Action k's answer after `iterations` iterations (the first is the straight pass), with a
+    gradient through the last iteration only (a one-step phantom gradient at the near-fixed
+    point, as deep-equilibrium training takes it): (logits (B, C), z (B, D) the state entering
+    the last iteration, which requires grad, f(z) (B, D) the state leaving it)."""
+    inj = parts.stem(x, None)
+    with torch.no_grad():
+        z = parts.loops.start(action, parts.loops.straight(parts, inj))
+        for _ in range(iterations - 2):
+            z = loop_iteration(parts, action, z, inj)
+    z = z.detach().requires_grad_()
+    fz = loop_iteration(parts, action, z, inj)
+    return parts.head(parts.loops.finish(parts, action, fz, inj), inj), z, fz
+
+
 def loop_start(parts: NetworkParts, action: int, straight: StraightPass) -> Tensor:
     """Action k's loop state from the straight pass, (B, ...)."""
     return parts.loops.start(action, straight.states)

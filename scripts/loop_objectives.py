@@ -20,7 +20,10 @@ training/trainer/anytime.py; they differ only in the loss over the exits:
 - depth-curriculum: the same with T rising from 2 to 5 over the run;
 - progressive: 0..3 sweeps (drawn per batch) without a gradient, then the rest of 4 with one,
   the last exit only (truncated backprop through a random start);
-- random-depth: growing weights over T exits with T drawn per batch from 1..6.
+- random-depth: growing weights over T exits with T drawn per batch from 1..6;
+- fixed-point-jr: deep-equilibrium training: 6 sweeps, a gradient through the last only, the
+  answer at the state reached only, plus 0.6 × a Jacobian penalty there (Hutchinson's
+  estimate of ‖∂f/∂z‖²_F per element), which keeps the sweep contractive.
 
 One JSON per design under OUT (resumable: a design with results is skipped; --rescore measures
 its curves again from the weights kept under --weights), then OUT/table.md.

@@ -5,7 +5,7 @@ import torch
 
 from model.config import ModelConfig
 from model.loops import pack, unpack
-from model.network import ModuleParts, anytime_logits, build_model
+from model.network import ModuleParts, anytime_logits, build_model, fixed_point_logits
 
 CONFIG = ModelConfig(arch="cnn", stem="staged", stage_widths=(8, 16, 16), tol=0.0, max_iter=3)
 
@@ -90,3 +90,43 @@ def test_frozen_leading_iterations_carry_no_gradient():
     assert len(exits) == 2  # iterations 3 and 4 are scored
     exits[-1].sum().backward()
     assert net.backbone.prelude[1].weight.grad is not None  # the injection still trains
+
+
+def _one_step_by_hand(net, x, iterations: int) -> torch.Tensor:
+    """`iterations` sweeps written out, the first iterations - 1 without a gradient: the last
+    sweep's gradient reaches the layers, and the stem through the injections."""
+    b = net.backbone
+    u = b.stem(x)[0]
+    with torch.no_grad():
+        z = [b.layers[0](u, u)]
+        for i in (1, 2):
+            z_in = b.transitions[i - 1](z[-1])
+            z.append(b.layers[i](z_in, z_in))
+        for _ in range(iterations - 2):
+            below = u
+            for i in range(3):
+                z[i] = b.layers[i](z[i], below if i == 0 else b.transitions[i - 1](below))
+                below = z[i]
+    below = u
+    for i in range(3):
+        z[i] = b.layers[i](z[i], below if i == 0 else b.transitions[i - 1](below))
+        below = z[i]
+    return b.head(z[2], u)
+
+
+def test_fixed_point_logits_differentiate_through_the_last_iteration_only():
+    torch.manual_seed(0)
+    net = build_model(CONFIG).double()
+    x = _x()
+    logits, z, fz = fixed_point_logits(ModuleParts(net), x, 4)
+    assert z.requires_grad and fz.shape == z.shape
+    logits.square().sum().backward()
+    got = {n: p.grad.clone() for n, p in net.backbone.named_parameters() if p.grad is not None}
+    net.zero_grad(set_to_none=True)
+    want = _one_step_by_hand(net, x, 4)
+    torch.testing.assert_close(logits, want)
+    want.square().sum().backward()
+    expected = {n: p.grad for n, p in net.backbone.named_parameters() if p.grad is not None}
+    assert got.keys() == expected.keys() and "prelude.1.weight" in got
+    for name, grad in expected.items():
+        torch.testing.assert_close(got[name], grad, msg=name)

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from model.network import DynaLayNet, ModuleParts, anytime_logits
+from model.network import DynaLayNet, ModuleParts, anytime_logits, fixed_point_logits
 
 Loss = Callable[[list[Tensor], Tensor, float], Tensor]  # (exits, labels, label smoothing)
 
@@ -33,6 +33,10 @@ class AnytimeObjective:
     draw: Callable[[float, torch.Generator], Draw]  # (progress in [0, 1], generator)
     detach_early: bool  # earlier exits train the head only
     loss: Loss
+    # None: score the exits of model.network.anytime_logits. A number: fixed-point training
+    # instead (model.network.fixed_point_logits: only the last iteration's answer, one-step
+    # gradient) plus this weight × the Jacobian penalty at the state it reached.
+    jacobian: float | None = None
 
 
 def _ce(logits: Tensor, y: Tensor, smoothing: float) -> Tensor:
@@ -74,6 +78,15 @@ def last(exits: list[Tensor], y: Tensor, smoothing: float) -> Tensor:
     return _ce(exits[-1], y, smoothing)
 
 
+def jacobian_penalty(fz: Tensor, z: Tensor, generator: torch.Generator) -> Tensor:
+    """Hutchinson's estimate of ‖∂f/∂z‖²_F per element at z, E_v ‖vᵀJ‖² / numel with one
+    v ~ N(0, I) (B, D): penalising it keeps the iteration contractive, so the fixed point is
+    reached in few iterations and more of them do not wander (Jacobian regularisation)."""
+    v = torch.randn(fz.shape, generator=generator, device=fz.device).to(fz.dtype)
+    (vjp,) = torch.autograd.grad(fz, z, v, create_graph=True)
+    return vjp.float().pow(2).sum() / v.numel()
+
+
 def _uniform(low: int, high: int, g: torch.Generator) -> int:
     return int(torch.randint(low, high + 1, (1,), generator=g, device=g.device))
 
@@ -90,6 +103,9 @@ OBJECTIVES: dict[str, AnytimeObjective] = {
     ),
     # 0..3 iterations without a gradient, then the rest of 4 with one; the last exit only.
     "progressive": AnytimeObjective(lambda p, g: Draw(4, _uniform(0, 3, g)), False, last),
+    # Deep-equilibrium training: 6 iterations, a gradient through the last only, the answer
+    # at the reached state only, Jacobian penalty weight 0.6.
+    "fixed-point-jr": AnytimeObjective(lambda p, g: Draw(6), False, last, jacobian=0.6),
 }
 
 
@@ -107,6 +123,12 @@ def anytime_loss(
         raise KeyError(f"unknown anytime objective {name!r}; choose one of {sorted(OBJECTIVES)}")
     objective = OBJECTIVES[name]
     draw = objective.draw(progress, generator)
+    if objective.jacobian is not None:
+        logits, z, fz = fixed_point_logits(ModuleParts(net), x, draw.iterations)
+        loss = objective.loss([logits], y, smoothing)
+        if objective.jacobian:
+            loss = loss + objective.jacobian * jacobian_penalty(fz, z, generator)
+        return loss, [logits], draw
     exits = anytime_logits(
         ModuleParts(net), x, draw.iterations, objective.detach_early, draw.frozen
     )
