@@ -33,9 +33,7 @@ import torch
 from benchmarks.engines import host, measure
 from model.calibration import CalibrationSet
 from model.checkpoint import load_checkpoint
-from service.engines import LAYOUTS, Mode, agreement, runnable
-from service.engines.onnx_engine import OnnxEngine, int8_engine
-from service.engines.torch_engine import TorchEngine
+from service.engines import LAYOUTS, Mode, OnnxEngine, TorchEngine, agreement, int8_engine, runnable
 from service.inputs import ImageSpec, decode_image
 from training.data.cifar import load_cifar
 

@@ -26,9 +26,16 @@ import torch
 from model.actions import ACTIONS
 from model.calibration import CalibrationSet
 from model.checkpoint import load_checkpoint
-from service.engines import Engine, EngineInput, Mode, agreement, run_set, runnable
-from service.engines.onnx_engine import int8_engine
-from service.engines.torch_engine import TorchEngine
+from service.engines import (
+    Engine,
+    EngineInput,
+    Mode,
+    TorchEngine,
+    agreement,
+    int8_engine,
+    run_set,
+    runnable,
+)
 from training.data.cifar import load_cifar
 
 DATASETS = {10: "cifar10", 100: "cifar100"}  # by the checkpoint's number of classes

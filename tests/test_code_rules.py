@@ -464,35 +464,9 @@ def test_the_cycle_finder_sees_type_checking_and_local_imports():
 
 MAX_SERVICE_ENTRIES = 12
 FACE_SCAN_DIRS = (*SOURCE_DIRS, "tests", "benchmarks")
-# Non-face imports that predate the rule, as (importing file, imported module): the pieces of
-# engines/ and ray/ whose faces stay light (the ONNX runtime and `ray` are imported only when
-# asked for), reached directly by the benchmarks, scripts and tests that exercise them. Like
-# KNOWN_VIOLATIONS, the list only shrinks.
-KNOWN_FACE_BYPASSES: frozenset[tuple[str, str]] = frozenset(
-    {
-        ("tests/service/test_precision.py", "service.engines.int8"),
-        ("tests/onnx/test_onnx_cache.py", "service.engines.onnx_cache"),
-        ("benchmarks/precisions.py", "service.engines.onnx_engine"),
-        ("scripts/precision_accuracy.py", "service.engines.onnx_engine"),
-        ("tests/onnx/test_onnx_export.py", "service.engines.onnx_engine"),
-        ("tests/onnx/test_onnx_providers.py", "service.engines.onnx_engine"),
-        ("tests/service/test_precision.py", "service.engines.onnx_engine"),
-        ("benchmarks/precisions.py", "service.engines.torch_engine"),
-        ("scripts/precision_accuracy.py", "service.engines.torch_engine"),
-        ("tests/reliability/test_loop_faults.py", "service.engines.torch_engine"),
-        ("tests/service/helpers.py", "service.engines.torch_engine"),
-        ("tests/service/test_precision.py", "service.engines.torch_engine"),
-        ("tests/service/test_stepping.py", "service.engines.torch_engine"),
-        ("tests/service/test_ray_deploy_files.py", "service.ray.application"),
-        ("tests/service/test_ray_deploy_files.py", "service.ray.cluster"),
-        ("tests/service/test_ray_parts.py", "service.ray.lifespan"),
-        ("tests/service/test_ray_parts.py", "service.ray.metrics_bridge"),
-        ("tests/service/test_ray_parts.py", "service.ray.proxy"),
-        ("tests/service/test_ray_parts.py", "service.ray.readiness"),
-        ("tests/service/test_ray_deploy_files.py", "service.ray.settings"),
-        ("tests/service/test_ray_parts.py", "service.ray.settings"),
-    }
-)
+# No exceptions: the faces of engines/ and ray/ name their heavy pieces too (the ONNX engine,
+# the Ray app) and import them on first use, so the benchmarks, scripts and tests that
+# exercise those pieces enter by the face like everyone else.
 
 
 def service_subpackages() -> set[str]:
@@ -550,8 +524,7 @@ def test_a_service_subpackage_is_entered_by_its_face_only():
     for file in files:
         path = str(file.relative_to(ROOT))
         found |= face_bypasses(path, file.read_text("utf-8"), subpackages)
-    assert sorted(found - KNOWN_FACE_BYPASSES) == []
-    assert sorted(KNOWN_FACE_BYPASSES - found) == []  # a fixed bypass leaves the list
+    assert sorted(found) == []
 
 
 @pytest.mark.parametrize(

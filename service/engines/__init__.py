@@ -7,8 +7,10 @@ runtime that is not installed costs nothing until it is asked for.
 
 from __future__ import annotations
 
+import importlib
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 from service.engines.base import (
     BatchOutput,
@@ -70,6 +72,28 @@ def engine_factories(
     }
 
 
+# Names whose modules import a runtime that may not be installed (ONNX Runtime) or that only
+# benchmarks and tests reach for: imported on first use (PEP 562), so `import service.engines`
+# costs none of them.
+_LAZY = {
+    "TorchEngine": "service.engines.torch_engine",
+    "OnnxEngine": "service.engines.onnx_engine",
+    "OnnxPart": "service.engines.onnx_engine",
+    "OnnxParts": "service.engines.onnx_engine",
+    "check_providers": "service.engines.onnx_engine",
+    "execution_providers": "service.engines.onnx_engine",
+    "int8_engine": "service.engines.onnx_engine",
+    "OnnxEngineError": "service.engines.onnx_cache",
+    "quantize_parts": "service.engines.int8",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(_LAZY[name]), name)
+
+
 # fp32, NCHW and without a cache: the onnx engine serves only checkpoints that carry their own
 # export.
 ENGINES: dict[str, EngineFactory] = engine_factories()
@@ -86,6 +110,10 @@ __all__ = [
     "EngineSteps",
     "Mode",
     "ModelMeta",
+    "OnnxEngine",
+    "OnnxEngineError",
+    "OnnxPart",
+    "OnnxParts",
     "ParityReport",
     "PrecisionError",
     "PrecisionPolicy",
@@ -94,14 +122,19 @@ __all__ = [
     "SampleResult",
     "StepOutcome",
     "Stepper",
+    "TorchEngine",
     "agreement",
+    "check_providers",
     "collate",
     "cpu_flags",
     "engine_factories",
+    "execution_providers",
     "fastest_passing",
     "get_engine_factory",
     "in_own_process",
+    "int8_engine",
     "open_stepper",
+    "quantize_parts",
     "run_batch",
     "run_set",
     "runnable",

@@ -163,7 +163,7 @@ class OnnxPart:
     def __init__(self, path: Path, providers: list, device: str) -> None:
         ort = _onnxruntime()
         self.session = ort.InferenceSession(str(path), _session_options(), providers=providers)
-        _check_providers(self.session, providers, path)
+        check_providers(self.session, providers, path)
         torch_device = torch.device(device)
         self._device = torch_device
         self._where = (torch_device.type, torch_device.index or 0)  # ORT's (device_type, id)
@@ -247,7 +247,7 @@ def execution_providers(device: torch.device) -> list:
     return [("CUDAExecutionProvider", options), "CPUExecutionProvider"]
 
 
-def _check_providers(session: Any, providers: list, path: Path) -> None:
+def check_providers(session: Any, providers: list, path: Path) -> None:
     # When the CUDA provider cannot start, ORT only logs "Failed to create
     # CUDAExecutionProvider" and runs the session on the CPU: a GPU request would silently be
     # served at CPU speed, so the session's providers are checked here.

@@ -9,8 +9,7 @@ import pytest
 import torch
 
 from model.checkpoint import load_checkpoint, manifest_files, save_checkpoint
-from service.engines import ENGINES, engine_factories, run_batch
-from service.engines.onnx_cache import OnnxEngineError
+from service.engines import ENGINES, OnnxEngineError, engine_factories, run_batch
 from tests.onnx.helpers import as_batch, inputs_for
 
 

@@ -12,8 +12,7 @@ import torch
 
 from model.checkpoint import CheckpointError, load_checkpoint, manifest_files, save_checkpoint
 from model.onnx_parts import PART_NAMES
-from service.engines import ENGINES
-from service.engines.onnx_engine import OnnxEngineError
+from service.engines import ENGINES, OnnxEngineError
 from training.export_onnx import EXPORT_CARD, VERIFY_TOL, main
 
 

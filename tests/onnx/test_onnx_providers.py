@@ -9,8 +9,13 @@ import pytest
 import torch
 
 from model.checkpoint import load_checkpoint
-from service.engines import ENGINES, run_batch
-from service.engines.onnx_engine import OnnxEngineError, _check_providers, execution_providers
+from service.engines import (
+    ENGINES,
+    OnnxEngineError,
+    check_providers,
+    execution_providers,
+    run_batch,
+)
 from tests.onnx.helpers import as_batch, inputs_for
 
 NO_CUDA_EP = "CUDAExecutionProvider" not in ort.get_available_providers()
@@ -36,7 +41,7 @@ def test_a_silent_cpu_fallback_is_refused() -> None:
 
     cuda = [("CUDAExecutionProvider", {"device_id": "0"}), "CPUExecutionProvider"]
     with pytest.raises(OnnxEngineError, match="silent fallback"):
-        _check_providers(FellBack(), cuda, Path("onnx/stem.onnx"))
+        check_providers(FellBack(), cuda, Path("onnx/stem.onnx"))
 
 
 @pytest.mark.gpu

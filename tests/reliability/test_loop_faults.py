@@ -28,8 +28,7 @@ from model.actions import ACTIONS
 from model.checkpoint import load_checkpoint
 from model.network import DynaLayNet
 from service.app import create_app
-from service.engines import EngineInput, EngineSteps
-from service.engines.torch_engine import load as load_torch
+from service.engines import ENGINES, EngineInput, EngineSteps
 from service.scheduling import NON_FINITE
 from tests.reliability.clean_errors import problems
 from tests.reliability.models import write_cnn
@@ -121,7 +120,7 @@ class FailingOn:
     """The real torch engine, raising for any batch holding an input that forces `action`."""
 
     def __init__(self, directory: Path, device: str, action: int) -> None:
-        self.inner = load_torch(directory, device)
+        self.inner = ENGINES["torch"](directory, device)
         self.name, self.device, self.meta = self.inner.name, self.inner.device, self.inner.meta
         self.precision, self.layout = self.inner.precision, self.inner.layout
         self.action = action

@@ -36,7 +36,7 @@ from model.loops import ChainedLoop
 from model.macs import ActionMacs, Linear
 from model.network import build_model
 from service.core import Settings
-from service.engines import EngineInput, EngineSteps, ModelMeta, SampleResult, collate
+from service.engines import ENGINES, EngineInput, EngineSteps, ModelMeta, SampleResult, collate
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 CIFAR_PNGS = sorted(FIXTURES.glob("cifar10_*.png"))
@@ -315,9 +315,7 @@ class PacedEngine:
     """The real torch engine of `directory`, stepped through `PacedParts`."""
 
     def __init__(self, directory: Path, layer_s: float = 0.0) -> None:
-        from service.engines.torch_engine import load
-
-        self.inner = load(directory, "cpu")
+        self.inner = ENGINES["torch"](directory, "cpu")
         self.name, self.device, self.meta = "paced", "cpu", self.inner.meta
         self.precision, self.layout = self.inner.precision, self.inner.layout
         self.layer_s = layer_s

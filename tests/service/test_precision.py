@@ -28,22 +28,24 @@ from service.engines import (
     CastParts,
     EngineInput,
     Mode,
+    OnnxEngine,
+    OnnxPart,
+    OnnxParts,
     ParityReport,
     PrecisionError,
     PrecisionPolicy,
     SampleResult,
     Stepper,
+    TorchEngine,
     agreement,
     cpu_flags,
     engine_factories,
     fastest_passing,
+    quantize_parts,
     run_batch,
     runnable,
     unsupported,
 )
-from service.engines.int8 import quantize_parts
-from service.engines.onnx_engine import OnnxEngine, OnnxPart, OnnxParts
-from service.engines.torch_engine import TorchEngine
 from service.inputs import ImageSpec, decode_image
 from tests.service.helpers import (
     CIFAR_CLASSES,

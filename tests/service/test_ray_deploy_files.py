@@ -13,8 +13,7 @@ import pytest
 import yaml
 
 from service.core import Settings
-from service.ray.cluster import PROXY_CALLBACK, PROXY_CALLBACK_ENV
-from service.ray.settings import RaySettings
+from service.ray import PROXY_CALLBACK, PROXY_CALLBACK_ENV, RaySettings
 
 schema = pytest.importorskip("ray.serve.schema")
 
@@ -41,7 +40,7 @@ def test_the_serve_config_validates_and_imports_the_real_builder(name, monkeypat
     assert (app.name, app.route_prefix) == ("dynalay", "/")
     module, attribute = app.import_path.split(":")
     builder = getattr(importlib.import_module(module), attribute)
-    from service.ray.application import app_builder
+    from service.ray import app_builder
 
     assert builder is app_builder
     env = app.runtime_env["env_vars"]

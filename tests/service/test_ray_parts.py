@@ -17,11 +17,16 @@ from pydantic import ValidationError
 
 from service.app import create_app
 from service.core import Metrics
-from service.ray.lifespan import ServeWhenWarm
-from service.ray.metrics_bridge import PeriodicBridge, RegistryBridge
-from service.ray.proxy import ReplicaLostAs503, proxy_middlewares
-from service.ray.readiness import ReplicaCount, WarmReplicasReadiness
-from service.ray.settings import RaySettings
+from service.ray import (
+    PeriodicBridge,
+    RaySettings,
+    RegistryBridge,
+    ReplicaCount,
+    ReplicaLostAs503,
+    ServeWhenWarm,
+    WarmReplicasReadiness,
+    proxy_middlewares,
+)
 from tests.service.helpers import StubEngine, settings_for
 
 pytestmark = pytest.mark.anyio

@@ -22,8 +22,7 @@ from model.actions import TTA
 from model.checkpoint import save_checkpoint
 from model.config import ModelConfig
 from model.network import build_model
-from service.engines import EngineInput, SampleResult, Stepper, run_batch
-from service.engines.torch_engine import load as load_torch
+from service.engines import ENGINES, EngineInput, SampleResult, Stepper, run_batch
 from tests.service.helpers import (
     CIFAR_CLASSES,
     CIFAR_PNGS,
@@ -51,31 +50,31 @@ def _one_torch_thread():
 
 @pytest.fixture(scope="module")
 def cnn_engine(tmp_path_factory):
-    return load_torch(write_cnn_checkpoint(tmp_path_factory.mktemp("cnn")), "cpu")
+    return ENGINES["torch"](write_cnn_checkpoint(tmp_path_factory.mktemp("cnn")), "cpu")
 
 
 @pytest.fixture(scope="module")
 def lstm_engine(tmp_path_factory):
-    return load_torch(write_text_checkpoint(tmp_path_factory.mktemp("lstm")), "cpu")
+    return ENGINES["torch"](write_text_checkpoint(tmp_path_factory.mktemp("lstm")), "cpu")
 
 
 @pytest.fixture(scope="module")
 def whiten_engine(tmp_path_factory):
     """The whitened-stem CNN (BatchNorm stem, one-conv loop layers): another backbone."""
     config = ModelConfig(arch="cnn", n_classes=10, width=8, stem="whiten", stem_width=8)
-    return load_torch(_save(tmp_path_factory.mktemp("whiten"), config), "cpu")
+    return ENGINES["torch"](_save(tmp_path_factory.mktemp("whiten"), config), "cpu")
 
 
 @pytest.fixture(scope="module")
 def anderson_engine(tmp_path_factory):
     config = ModelConfig(arch="cnn", n_classes=10, width=8, solver="anderson")
-    return load_torch(_save(tmp_path_factory.mktemp("anderson"), config), "cpu")
+    return ENGINES["torch"](_save(tmp_path_factory.mktemp("anderson"), config), "cpu")
 
 
 @pytest.fixture(scope="module")
 def capped_engine(tmp_path_factory):
     config = ModelConfig(arch="cnn", n_classes=10, width=8, tol=1e-9, max_iter=3)
-    return load_torch(_save(tmp_path_factory.mktemp("capped"), config), "cpu")
+    return ENGINES["torch"](_save(tmp_path_factory.mktemp("capped"), config), "cpu")
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +84,7 @@ def staged_engine(tmp_path_factory):
         arch="cnn", n_classes=10, stem="staged", stage_widths=(8, 16, 16), tol=1e-3, max_iter=6,
         tta_action=True,
     )  # fmt: skip
-    return load_torch(_save(tmp_path_factory.mktemp("staged"), config), "cpu")
+    return ENGINES["torch"](_save(tmp_path_factory.mktemp("staged"), config), "cpu")
 
 
 def _save(directory: Path, config: ModelConfig) -> Path:
@@ -330,7 +329,7 @@ def test_a_loop_step_waits_on_the_device_once(tmp_path):
 
     if not torch.cuda.is_available():
         pytest.skip("needs CUDA")
-    engine = load_torch(write_cnn_checkpoint(tmp_path), "cuda")
+    engine = ENGINES["torch"](write_cnn_checkpoint(tmp_path), "cuda")
     stepper = Stepper(engine.steps(), capacity=16)
     stepper.straight([EngineInput(x, a) for x, a in zip(images(8), (1, 2, 3) * 3, strict=False)],
                      keys=range(8))  # fmt: skip
