@@ -6,7 +6,7 @@
 The same fixed set of inputs (seeded: random images, or random token rows) is cut into batches
 of each size and run through each engine until `seconds` have passed (at least 3 passes over
 the set). Reported per engine and batch size: throughput (samples/s), mean batch latency, the
-action mix the agent chose, mean fixed-point iterations, mean stage times, and how often the
+action mix the agent chose, mean fixed-point iterations, mean section times, and how often the
 two engines agree on action and class. The engine directly, no HTTP or batcher: this measures
 the runtimes, not the service.
 """
@@ -68,11 +68,11 @@ def measure(engine: Engine, inputs: list[np.ndarray], batch_size: int, seconds: 
     ]
     steps = engine.steps()
     samples = [s for batch in batches for s in run_batch(steps, batch).samples]  # warms up too
-    stages: Counter[str] = Counter()
+    sections: Counter[str] = Counter()
     passes, started = 0, time.perf_counter()
     while passes < MIN_PASSES or time.perf_counter() - started < seconds:
         for batch in batches:
-            stages.update(run_batch(steps, batch).stage_seconds)
+            sections.update(run_batch(steps, batch).section_seconds)
         passes += 1
     elapsed = time.perf_counter() - started
     runs = passes * len(batches)
@@ -81,7 +81,7 @@ def measure(engine: Engine, inputs: list[np.ndarray], batch_size: int, seconds: 
         "batch_size": batch_size,
         "samples_per_s": passes * len(inputs) / elapsed,
         "batch_ms": 1000.0 * elapsed / runs,
-        "stage_ms": {k: 1000.0 * v / runs for k, v in stages.items()},
+        "section_ms": {k: 1000.0 * v / runs for k, v in sections.items()},
         "action_mix": _action_mix(samples),
         "mean_iterations": float(np.mean([s.iterations for s in samples])),
         "_samples": samples,

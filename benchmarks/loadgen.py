@@ -242,31 +242,31 @@ def scrape(url: str, model: str) -> dict[str, float]:
             if sample.labels.get("model") != model:
                 continue
             if sample.name.endswith(("_sum", "_count")):
-                stage = sample.labels.get("stage")
-                key = f"{sample.name}[{stage}]" if stage else sample.name
+                section = sample.labels.get("section")
+                key = f"{sample.name}[{section}]" if section else sample.name
                 values[key] = values.get(key, 0.0) + sample.value
     return values
 
 
 def server_split(before: dict[str, float], after: dict[str, float]) -> dict:
-    """Mean queue wait per request, compute per batch by stage, mean batch size (deltas)."""
+    """Mean queue wait per request, compute per batch by section, mean batch size (deltas)."""
 
     def delta(key: str) -> float:
         return after.get(key, 0.0) - before.get(key, 0.0)
 
-    def mean_ms(name: str, stage: str | None = None) -> float | None:
-        label = f"[{stage}]" if stage else ""
+    def mean_ms(name: str, section: str | None = None) -> float | None:
+        label = f"[{section}]" if section else ""
         count = delta(f"{name}_count{label}")
         return round(1000.0 * delta(f"{name}_sum{label}") / count, 3) if count else None
 
     batches = delta("dynalay_batch_size_count")
-    stages = ("straight", "agent", "loop", "head")
+    sections = ("straight", "agent", "loop", "head")
     return {
         "mean_batch_size": round(delta("dynalay_batch_size_sum") / batches, 2) if batches else None,
         "request_ms_mean": mean_ms("dynalay_request_duration_seconds"),
         "queue_ms_mean": mean_ms("dynalay_queue_duration_seconds"),
         "preprocess_ms_mean": mean_ms("dynalay_compute_duration_seconds", "preprocess"),
         "compute_ms_per_batch": {
-            stage: mean_ms("dynalay_compute_duration_seconds", stage) for stage in stages
+            section: mean_ms("dynalay_compute_duration_seconds", section) for section in sections
         },
     }

@@ -46,19 +46,19 @@ class RawEngine:
 
 
 class RawTiming:
-    """One batch, run again and again: batches, seconds and per-stage seconds so far."""
+    """One batch, run again and again: batches, seconds and per-section seconds so far."""
 
     def __init__(self, batch: list[EngineInput]) -> None:
         self.batch = batch
         self.batches, self.seconds = 0, 0.0
-        self.stages = dict.fromkeys(("straight", "agent", "loop", "head"), 0.0)
+        self.sections = dict.fromkeys(("straight", "agent", "loop", "head"), 0.0)
 
     def time(self, engine: Engine, seconds: float) -> None:
         start = time.perf_counter()
         n, steps = 0, engine.steps()
         while n == 0 or time.perf_counter() - start < seconds:
-            for stage, lap in run_batch(steps, self.batch).stage_seconds.items():
-                self.stages[stage] = self.stages.get(stage, 0.0) + lap
+            for section, lap in run_batch(steps, self.batch).section_seconds.items():
+                self.sections[section] = self.sections.get(section, 0.0) + lap
             n += 1
         self.batches += n
         self.seconds += time.perf_counter() - start
@@ -69,7 +69,7 @@ class RawTiming:
             "batches": n,
             "throughput_sps": round(n * len(self.batch) / self.seconds, 2),
             "batch_ms_mean": round(1000.0 * self.seconds / n, 3),
-            "stage_ms_per_batch": {k: round(1000.0 * v / n, 3) for k, v in self.stages.items()},
+            "section_ms_per_batch": {k: round(1000.0 * v / n, 3) for k, v in self.sections.items()},
         }
 
 

@@ -61,8 +61,8 @@ class Metrics:
         )
         self.compute_duration = Histogram(
             "dynalay_compute_duration_seconds",
-            "Time per stage: preprocess per request, straight/agent/loop/head per batch.",
-            ["model", "stage"],
+            "Time per section: preprocess per request, straight/agent/loop/head per batch.",
+            ["model", "section"],
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
@@ -224,8 +224,8 @@ class Metrics:
         self.layer_evaluations.labels(model).observe(layer_evaluations)
         self.macs.labels(model).observe(macs)
 
-    def observe_stage(self, model: str, stage: str, seconds: float) -> None:
-        self.compute_duration.labels(model, stage).observe(seconds)
+    def observe_section(self, model: str, section: str, seconds: float) -> None:
+        self.compute_duration.labels(model, section).observe(seconds)
 
     def observe_answer_time(self, model: str, action: int, enqueued: float) -> None:
         """Arrival (time.monotonic() when queued) → now, for an answer of action id `action`."""

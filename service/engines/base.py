@@ -74,7 +74,7 @@ class SampleResult:
 @dataclass(frozen=True)
 class BatchOutput:
     samples: list[SampleResult]  # one per input, same order
-    stage_seconds: dict[str, float] = field(default_factory=dict)  # straight/agent/loop/head
+    section_seconds: dict[str, float] = field(default_factory=dict)  # straight/agent/loop/head
 
 
 Collate = Callable[[Sequence[EngineInput]], tuple[Tensor, Tensor | None]]

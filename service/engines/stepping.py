@@ -60,7 +60,7 @@ from model.solvers import get_solver, judge
 from service.engines.base import BatchOutput, EngineInput, EngineSteps, SampleResult
 from service.engines.device_tensors import host_index, per_row, read_back
 from service.engines.loop_rows import Answer, FinishedRows, LoopRows, decode_answers
-from service.engines.stages import StageClock
+from service.engines.sections import SectionClock
 
 STEPWISE_SOLVER = "fixed_point"  # the solver whose iterations are independent steps
 
@@ -141,15 +141,15 @@ class Stepper:
         while self.busy:
             step = self.step()
             answers.update(step.answered)
-            for stage, lap in step.seconds.items():
-                seconds[stage] += lap
+            for section, lap in step.seconds.items():
+                seconds[section] += lap
         return BatchOutput([answers[key] for key in keys], seconds)
 
     # ---- straight pass and agent --------------------------------------------------------
 
     def _straight(self, batch: Sequence[EngineInput], keys: Sequence[int]) -> StraightOutcome:
         parts, device = self.steps.parts, self.steps.device
-        clock = StageClock(device)
+        clock = SectionClock(device)
         x, lengths = self.steps.collate(batch)
         passed = straight_pass(parts, x, lengths)
         clock.lap("straight")
@@ -203,7 +203,7 @@ class Stepper:
     # ---- one loop step ------------------------------------------------------------------
 
     def _step(self, evict: set[int]) -> StepOutcome:
-        clock = StageClock(self.steps.device, wait=False)  # the read-back is the one wait
+        clock = SectionClock(self.steps.device, wait=False)  # the read-back is the one wait
         if evict:
             self._evict(evict)
         self._admit()

@@ -3,7 +3,7 @@
 `steps()` gives the stepper (service/engines/stepping.py) the network's modules as its parts,
 so batch scheduling (`run_batch`) and iteration scheduling both run the one loop every engine
 runs; its answers equal the model's own `DynaLayNet.forward` (up to float rounding of batched
-kernels). The stepper times the stages (straight pass, agent, loop, head) and, on CUDA, waits
+kernels). The stepper times the sections (straight pass, agent, loop, head) and, on CUDA, waits
 for the device at each lap of a straight pass so the laps are billed where they ran.
 
 In a reduced precision (service/engines/precision.py) the modules run as `CastParts`: bf16 or

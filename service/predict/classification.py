@@ -55,7 +55,7 @@ async def classify(
 async def _preprocess(served: ServedModel, samples: Prepare) -> list[Prepared]:
     started = time.perf_counter()
     prepared = list(await asyncio.to_thread(samples))
-    served.metrics.observe_stage(served.name, "preprocess", time.perf_counter() - started)
+    served.metrics.observe_section(served.name, "preprocess", time.perf_counter() - started)
     return prepared
 
 

@@ -84,7 +84,7 @@ class MicroBatcher:
             for pending in batch:
                 self.queue.fail(pending, ServiceError(500, BATCH_FAILED))
             return
-        for stage, seconds in output.stage_seconds.items():
-            self._metrics.observe_stage(self.model, stage, seconds)
+        for section, seconds in output.section_seconds.items():
+            self._metrics.observe_section(self.model, section, seconds)
         for pending, sample in zip(batch, output.samples, strict=True):
             self.queue.answer(pending, sample, dispatched - pending.enqueued, len(batch))

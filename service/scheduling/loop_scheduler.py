@@ -174,7 +174,7 @@ class LoopScheduler:
             for pending in live:
                 self.queue.fail(pending, ServiceError(500, BATCH_FAILED))
             return
-        self._observe_stages(outcome.seconds)
+        self._observe_sections(outcome.seconds)
         by_key = dict(zip(keys, live, strict=True))
         for key, sample in outcome.answered:
             pending = by_key.pop(key)
@@ -219,7 +219,7 @@ class LoopScheduler:
                 return
 
     def _deliver(self, outcome: StepOutcome) -> None:
-        self._observe_stages(outcome.seconds)
+        self._observe_sections(outcome.seconds)
         self._metrics.observe_loop_step(
             self.model, outcome.stepped, outcome.iterating, outcome.waiting
         )
@@ -244,6 +244,6 @@ class LoopScheduler:
             self.queue.fail(self._looping.pop(key).pending, ServiceError(504, DEADLINE_PASSED))
         return gone
 
-    def _observe_stages(self, seconds: dict[str, float]) -> None:
-        for stage, lap in seconds.items():
-            self._metrics.observe_stage(self.model, stage, lap)
+    def _observe_sections(self, seconds: dict[str, float]) -> None:
+        for section, lap in seconds.items():
+            self._metrics.observe_section(self.model, section, lap)

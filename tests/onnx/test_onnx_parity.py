@@ -55,7 +55,7 @@ def test_agent_decides_the_same(checkpoint: Path) -> None:
     _assert_same(torch_out, onnx_out)
     # The fixture is only a test of the loops if the agent spreads samples over the actions.
     assert len({s.action for s in torch_out.samples}) >= 3
-    assert set(onnx_out.stage_seconds) == set(torch_out.stage_seconds)
+    assert set(onnx_out.section_seconds) == set(torch_out.section_seconds)
 
 
 @ALL

@@ -15,7 +15,7 @@ CONTRACT = {
     "dynalay_requests": ("counter", {"model", "status"}),
     "dynalay_request_duration_seconds": ("histogram", {"model"}),
     "dynalay_queue_duration_seconds": ("histogram", {"model"}),
-    "dynalay_compute_duration_seconds": ("histogram", {"model", "stage"}),
+    "dynalay_compute_duration_seconds": ("histogram", {"model", "section"}),
     "dynalay_batch_size": ("histogram", {"model"}),
     "dynalay_actions": ("counter", {"model", "action"}),
     "dynalay_layer_loops": ("counter", {"model", "layer"}),
@@ -51,7 +51,7 @@ def test_every_contract_metric_has_its_type_and_labels():
     metrics.register_model("m", "1", "torch", "cpu")
     metrics.observe_answer("m", 200, 0.01)
     metrics.observe_prediction("m", "loop_l1", ("layer1",), 4, False, 8, 181_900_000)
-    metrics.observe_stage("m", "straight", 0.001)
+    metrics.observe_section("m", "straight", 0.001)
     metrics.queue_duration.labels("m").observe(0.001)
     metrics.batch_size.labels("m").observe(2)
     families = {f.name: f for f in registry.collect()}
@@ -108,8 +108,8 @@ def test_metric_values_after_known_requests(model_dir):
     batches = value(families, "dynalay_batch_size_count", **m)
     assert batches >= 1 and value(families, "dynalay_batch_size_sum", **m) == 7
     assert value(families, "dynalay_queue_duration_seconds_count", **m) == 7
-    for stage in ("preprocess", "straight", "agent", "loop", "head"):
-        assert value(families, "dynalay_compute_duration_seconds_count", stage=stage, **m) >= 1
+    for section in ("preprocess", "straight", "agent", "loop", "head"):
+        assert value(families, "dynalay_compute_duration_seconds_count", section=section, **m) >= 1
     assert value(families, "dynalay_queue_depth", **m) == 0
     assert value(families, "dynalay_requests_in_progress", **m) == 0
     info = {"version": "test-1", "engine": "torch", "device": "cpu", "precision": "fp32"}

@@ -85,7 +85,7 @@ def answer_some(metrics: Metrics, n: int, action: str = "loop_all") -> None:
         metrics.observe_answer("cifar10", 200, 0.003 * (i + 1))
         metrics.observe_prediction("cifar10", action, ("l1",), i % 3, i % 2 == 0, 4 + i, 10**8)
         metrics.batch_size.labels("cifar10").observe(1 + i % 4)  # exactly on bucket bounds
-        metrics.observe_stage("cifar10", "straight", 0.001)
+        metrics.observe_section("cifar10", "straight", 0.001)
     metrics.observe_answer("cifar10", 400, 0.0001)
     metrics.queue_depth.labels("cifar10").set(3)
 

@@ -273,7 +273,7 @@ def test_batch_scheduling_answers_every_action_as_the_models_forward(request, mo
     data = texts(6) if model == "lstm" else images(6)
     batch = [EngineInput(x, action) for x in data]
     output = run_batch(engine.steps(), batch)
-    assert set(output.stage_seconds) == {"straight", "agent", "loop", "head"}
+    assert set(output.section_seconds) == {"straight", "agent", "loop", "head"}
     want = forward_answers(engine, batch, action)
     for got, reference in zip(output.samples, want, strict=True):
         assert_same(got, reference)

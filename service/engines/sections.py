@@ -1,4 +1,4 @@
-"""Stage timing: where a batch's time goes (straight pass, agent, loop, head)."""
+"""Section timing: where a batch's time goes (straight pass, agent, loop, head)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import time
 import torch
 
 
-class StageClock:
-    """Seconds per stage of one batch; on CUDA each lap waits for the device first, unless
+class SectionClock:
+    """Seconds per section of one batch; on CUDA each lap waits for the device first, unless
     `wait=False` (a loop step, which must not wait more than once: its laps are host time)."""
 
     def __init__(self, device: torch.device, wait: bool = True) -> None:
@@ -17,9 +17,9 @@ class StageClock:
         self._last = time.perf_counter()
         self.seconds: dict[str, float] = {}
 
-    def lap(self, stage: str) -> None:
+    def lap(self, section: str) -> None:
         if self._sync:
             torch.cuda.synchronize(self._device)
         now = time.perf_counter()
-        self.seconds[stage] = now - self._last
+        self.seconds[section] = now - self._last
         self._last = now
