@@ -137,13 +137,9 @@ async def run_load(
             while (now := time.perf_counter()) < stop_at:
                 index = i % len(bodies)
                 i += 1
-                sent = time.perf_counter()
-                response = await client.post("/predict", content=bodies[index], headers=all_headers)
-                if now < measure_from:
-                    continue  # warm-up: connections, first batches
-                _record(result, response, (time.perf_counter() - sent) * 1000.0)
-                if reference is not None and response.status_code == 200:
-                    _compare(result, index, response.json(), reference[index])
+                # before measure_from: warm-up (connections, first batches), not recorded
+                await _post(client, bodies, index, all_headers, result, reference,
+                            measured=now >= measure_from)  # fmt: skip
 
         await asyncio.gather(*(worker(k) for k in range(concurrency)))
     return result
@@ -169,26 +165,37 @@ async def run_open_load(
     all_headers = {"content-type": "application/json", **(headers or {})}
     gaps = random.Random(seed)
     async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60) as client:
-
-        async def send(index: int, measured: bool) -> None:
-            sent = time.perf_counter()
-            response = await client.post("/predict", content=bodies[index], headers=all_headers)
-            if not measured:
-                return
-            _record(result, response, (time.perf_counter() - sent) * 1000.0)
-            if reference is not None and response.status_code == 200:
-                _compare(result, index, response.json(), reference[index])
-
         start = time.perf_counter()
         measure_from, stop_at = start + warmup_s, start + warmup_s + duration_s
         tasks, due, i = [], start, 0
         while due < stop_at:
             await asyncio.sleep(max(0.0, due - time.perf_counter()))
-            tasks.append(asyncio.create_task(send(i % len(bodies), due >= measure_from)))
+            send = _post(client, bodies, i % len(bodies), all_headers, result, reference,
+                         measured=due >= measure_from)  # fmt: skip
+            tasks.append(asyncio.create_task(send))
             due += gaps.expovariate(rate_rps)
             i += 1
         await asyncio.gather(*tasks)
     return result
+
+
+async def _post(
+    client: httpx.AsyncClient,
+    bodies: list[bytes],
+    index: int,
+    headers: dict[str, str],
+    result: LoadResult,
+    reference: list[dict] | None,
+    measured: bool,
+) -> None:
+    """POST body `index`; when `measured`, record its latency and compare its answer."""
+    sent = time.perf_counter()
+    response = await client.post("/predict", content=bodies[index], headers=headers)
+    if not measured:
+        return
+    _record(result, response, (time.perf_counter() - sent) * 1000.0)
+    if reference is not None and response.status_code == 200:
+        _compare(result, index, response.json(), reference[index])
 
 
 def _record(result: LoadResult, response: httpx.Response, latency_ms: float) -> None:
