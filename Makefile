@@ -59,7 +59,7 @@ data: $(STAMP)
 	test -d $(DATA)/wikitext-2 || (mkdir -p $(DATA)/wikitext-2 && for s in train valid test; do \
 		gunzip -c $(SHARED)/wikitext2/wiki.$$s.tokens.gz > $(DATA)/wikitext-2/wiki.$$s.tokens; done)
 
-## make train: retrain the embedded CIFAR-10 default on CPU, three stages (~99 min on 2 cores)
+## make train: retrain the embedded CIFAR-10 default on CPU, three fits (~99 min on 2 cores)
 train: $(STAMP)
 	$(PY) -m training fit --preset fast-deep --dataset cifar10 --data-dir $(DATA) \
 		--out runs/cifar10-base/ckpt --run-dir runs/cifar10-base/run --name cifar10-base
@@ -71,8 +71,8 @@ train: $(STAMP)
 		--run-dir runs/cifar10-agent/run
 	$(PY) scripts/calibration_set.py checkpoints/cifar10 --data-dir $(DATA)
 
-## make train-staged: the staged CIFAR-10 network whose loops carry the depth, two stages on CPU
-## (anytime stage 1 on 45,000 images, 5,000 held out for every choice; then the agent, in MACs)
+## make train-staged: the staged CIFAR-10 network whose loops carry the depth, two fits on CPU
+## (anytime fit 1 on 45,000 images, 5,000 held out for every choice; then the agent, in MACs)
 train-staged: $(STAMP)
 	$(PY) -m training fit --preset staged --dataset cifar10 --data-dir $(DATA) \
 		--out runs/staged/base --run-dir runs/staged/base-run --name cifar10-staged
@@ -81,7 +81,7 @@ train-staged: $(STAMP)
 		--out models/cifar10-staged --run-dir runs/staged/agent-run
 	$(PY) scripts/calibration_set.py models/cifar10-staged --data-dir $(DATA)
 
-## make train-imdb: retrain the embedded IMDB default on CPU, three stages (see docs/training.md)
+## make train-imdb: retrain the embedded IMDB default on CPU, three fits (see docs/training.md)
 train-imdb: $(STAMP)
 	$(PY) -m training fit --preset text-cpu --dataset imdb --data-dir $(DATA) \
 		--out runs/imdb-base/ckpt --run-dir runs/imdb-base/run
@@ -107,12 +107,12 @@ experiments: $(STAMP)
 bench-serve: $(STAMP)
 	$(PY) -m benchmarks.serve --model-dir checkpoints --out reports/bench_serve.json
 
-## make bench-peers: ours (fp32, and its defaults) against LitServe on the same checkpoint, the same
-## PNG uploads, 1 / 8 / 32 clients, new connections and keep-alive, interleaved rounds
-## (load from wrk when installed: apt-get install wrk)
+## make bench-peers: ours (fp32 NCHW, fp32 channels_last, its defaults) against LitServe on the
+## same checkpoint, the same PNG uploads, 1 / 8 / 32 clients, new connections and keep-alive,
+## interleaved rounds (load from wrk when installed: apt-get install wrk)
 bench-peers: $(STAMP)
 	$(PY) -m benchmarks.peers --checkpoint checkpoints/cifar10 --data-dir $(DATA) \
-		--servers "litserve,ours fp32,ours default,ours default thread" \
+		--servers "litserve,ours fp32,ours fp32 nhwc,ours default,ours default thread" \
 		--json reports/bench_peers.json
 
 ## make bench-engines [CHECKPOINT=checkpoints/cifar10]: the PyTorch and ONNX Runtime engines side by side,

@@ -55,7 +55,7 @@ class OptimConfig:
     batch_size: int = 64
     label_smoothing: float = 0.0
     schedule: str = "constant"  # constant | onecycle (linear up, linear down) | linear (down)
-    warmup_frac: float = 0.0  # share of backbone steps spent ramping up (onecycle)
+    ramp_frac: float = 0.0  # share of backbone updates spent ramping the lr up (onecycle)
     final_lr_frac: float = 0.0  # lr at the end as a share of the peak (onecycle/linear)
     grad_clip: float | None = None
     # Lookahead averaging of the backbone weights (training/trainer/lookahead.py); None: off.
@@ -91,7 +91,7 @@ class PhaseConfig:
     loop_teacher: str = "none"  # none | flip
     loop_teacher_weight: float = 0.5
     # Keep the stem (everything before the loopable layers) as it is: its weights and its
-    # BatchNorm statistics. Only the layers and the head train, so a stage that teaches a
+    # BatchNorm statistics. Only the layers and the head train, so a fit that teaches a
     # finished net's layers to loop costs no stem gradient (its forward builds no graph).
     freeze_stem: bool = False
     # Phase 1 as an anytime network: the objective (training/trainer/anytime.py OBJECTIVES) over
@@ -182,8 +182,12 @@ class TrainConfig:
 
 
 # Config keys renamed after checkpoints were written with them: section → {old: new}. Phase 1
-# was `warmup_epochs`, but "warmup" is also the lr ramp (OptimConfig.warmup_frac).
-RENAMED_KEYS: dict[str, dict[str, str]] = {"phases": {"warmup_epochs": "backbone_epochs"}}
+# was `warmup_epochs` and the lr ramp `warmup_frac`, but "warmup" is the engines' run of every
+# action before readiness (DYNALAY_WARMUP).
+RENAMED_KEYS: dict[str, dict[str, str]] = {
+    "phases": {"warmup_epochs": "backbone_epochs"},
+    "optim": {"warmup_frac": "ramp_frac"},
+}
 
 SECTIONS: dict[str, type] = {
     "data": DataConfig,

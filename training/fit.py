@@ -104,10 +104,10 @@ def _write_checkpoint(
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
     }
-    this_stage = {"name": s.cfg.name, "wall_seconds": round(wall, 1), "epochs": s.cfg.total_epochs}
-    stages = [*s.stages_before, this_stage]
-    train_record["stages"] = stages
-    train_record["total_wall_seconds"] = round(sum(st["wall_seconds"] for st in stages), 1)
+    this_fit = {"name": s.cfg.name, "wall_seconds": round(wall, 1), "epochs": s.cfg.total_epochs}
+    fits = [*s.fits_before, this_fit]
+    train_record["fits"] = fits
+    train_record["total_wall_seconds"] = round(sum(f["wall_seconds"] for f in fits), 1)
     history = (json.dumps(progress.history, indent=1) + "\n").encode()
     save_checkpoint(
         out,

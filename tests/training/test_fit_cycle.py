@@ -116,16 +116,16 @@ def test_dry_run_without_data_uses_in_memory_synthetic_data(tmp_path):
     assert load_checkpoint(tmp_path / "c").train["config"]["data"]["dataset"] == "synthetic"
 
 
-def test_a_stage_started_from_a_checkpoint_records_every_stage_wall_time(trained, tmp_path):
+def test_a_fit_started_from_a_checkpoint_records_every_fit_wall_time(trained, tmp_path):
     from training.cli import main as cli
 
-    out = tmp_path / "stage2"
+    out = tmp_path / "fit2"
     argv = ["fit", "--dry-run", "--dataset", "cifar10", "--data-dir", str(trained["data"])]
     argv += ["--init-from", str(trained["out"]), "--epochs", "1,0,0", "--out", str(out)]
     assert cli([*argv, "--run-dir", str(tmp_path / "run"), "--quiet"]) == 0
     train = load_checkpoint(out).train
     first = load_checkpoint(trained["out"]).train
-    assert [st["name"] for st in train["stages"]] == [first["stages"][0]["name"], "stage2"]
+    assert [f["name"] for f in train["fits"]] == [first["fits"][0]["name"], "fit2"]
     assert train["total_wall_seconds"] == pytest.approx(
         first["wall_seconds"] + train["wall_seconds"], abs=0.2
     )

@@ -1,6 +1,7 @@
 """Renamed config keys (training.config.RENAMED_KEYS): phase 1 is `backbone_epochs`, as the code
-names the phase; files written with `warmup_epochs` (checkpoints, run states, recipes, config
-files) load to the same config, and everything shipped uses the new name."""
+names the phase, and the lr ramp `optim.ramp_frac` ("warmup" is the engines' run before
+readiness); files written with `warmup_epochs` or `warmup_frac` (checkpoints, run states, recipes,
+config files) load to the same config, and everything shipped uses the new names."""
 
 from __future__ import annotations
 
@@ -30,9 +31,10 @@ def _old_keys() -> set[str]:
 
 def test_an_old_key_config_loads_to_the_same_config():
     old = {"phases": {"warmup_epochs": 3, "agent_epochs": 2}, "optim": {"warmup_frac": 0.1}}
-    new = {"phases": {"backbone_epochs": 3, "agent_epochs": 2}, "optim": {"warmup_frac": 0.1}}
+    new = {"phases": {"backbone_epochs": 3, "agent_epochs": 2}, "optim": {"ramp_frac": 0.1}}
     assert TrainConfig.from_dict(old) == TrainConfig.from_dict(new)
     assert TrainConfig.from_dict(old).phases.backbone_epochs == 3
+    assert TrainConfig.from_dict(old).optim.ramp_frac == 0.1
 
 
 def test_an_old_key_config_file_loads_to_the_same_config(tmp_path):
@@ -41,15 +43,26 @@ def test_an_old_key_config_file_loads_to_the_same_config(tmp_path):
     assert load_config_file(tmp_path / "old.json") == load_config_file(tmp_path / "new.json")
 
 
-def test_a_config_naming_both_the_old_and_the_new_key_is_rejected():
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"phases": {"warmup_epochs": 1, "backbone_epochs": 2}},
+        {"optim": {"warmup_frac": 0.1, "ramp_frac": 0.2}},
+    ],
+)
+def test_a_config_naming_both_the_old_and_the_new_key_is_rejected(overrides):
     with pytest.raises(ValueError, match="both"):
-        merge(TrainConfig(), {"phases": {"warmup_epochs": 1, "backbone_epochs": 2}})
+        merge(TrainConfig(), overrides)
 
 
 def test_a_stored_config_round_trips_under_the_new_name():
-    stored = TrainConfig.from_dict({"phases": {"warmup_epochs": 4}}).to_dict()
+    stored = TrainConfig.from_dict(
+        {"phases": {"warmup_epochs": 4}, "optim": {"warmup_frac": 0.2}}
+    ).to_dict()
     assert "warmup_epochs" not in stored["phases"] and stored["phases"]["backbone_epochs"] == 4
+    assert "warmup_frac" not in stored["optim"] and stored["optim"]["ramp_frac"] == 0.2
     assert TrainConfig.from_dict(stored).phases.backbone_epochs == 4
+    assert TrainConfig.from_dict(stored).optim.ramp_frac == 0.2
 
 
 def test_the_old_flag_still_sets_phase_one():
@@ -57,12 +70,18 @@ def test_the_old_flag_still_sets_phase_one():
     assert resolve_fit_config(args).phases.backbone_epochs == 7
 
 
+def test_the_old_flag_still_sets_the_lr_ramp():
+    args = build_parser("fit").parse_args(["fit", "--out", "x/y", "--warmup-frac", "0.3"])
+    assert resolve_fit_config(args).optim.ramp_frac == 0.3
+
+
 @pytest.mark.parametrize("directory", SHIPPED_CHECKPOINTS, ids=lambda p: p.name)
 def test_shipped_checkpoints_training_configs_load(directory):
     stored = json.loads((directory / "config.json").read_text())["train"]["config"]
     cfg = TrainConfig.from_dict(stored)
-    phases = stored["phases"]
+    phases, optim = stored["phases"], stored["optim"]
     assert cfg.phases.backbone_epochs == phases.get("warmup_epochs", phases.get("backbone_epochs"))
+    assert cfg.optim.ramp_frac == optim.get("warmup_frac", optim.get("ramp_frac"))
 
 
 def test_shipped_checkpoints_were_found():

@@ -1,5 +1,5 @@
-"""The staged recipes end to end on synthetic CIFAR files: an anytime stage 1 evaluated on the
-held-out validation images, then an agent stage paid in multiply-adds."""
+"""The staged recipes end to end on synthetic CIFAR files: an anytime fit 1 evaluated on the
+held-out validation images, then an agent fit paid in multiply-adds."""
 
 import json
 
@@ -62,7 +62,7 @@ def staged_runs(tmp_path_factory, cifar10_dir):
     return base, agent
 
 
-def test_stage_one_is_scored_on_the_held_out_images(staged_runs):
+def test_fit_one_is_scored_on_the_held_out_images(staged_runs):
     base, _ = staged_runs
     ckpt = load_checkpoint(base)
     assert ckpt.metrics["split"] == "validation" and ckpt.metrics["n"] == 32
@@ -71,7 +71,7 @@ def test_stage_one_is_scored_on_the_held_out_images(staged_runs):
     assert history[0]["train"]["iterations_loop"] == 5.0  # objective "depth": 5 iterations
 
 
-def test_the_agent_stage_is_paid_in_multiply_adds(staged_runs):
+def test_the_agent_fit_is_paid_in_multiply_adds(staged_runs):
     _, agent = staged_runs
     ckpt = load_checkpoint(agent)
     m = ckpt.metrics

@@ -51,16 +51,16 @@ def test_fit_writes_a_text_checkpoint_with_its_tokenizer(imdb):
 
 
 def test_init_from_keeps_the_starting_checkpoints_tokenizer(imdb, tmp_path):
-    # The start weights' embedding rows are indexed by its token ids: a second stage that
+    # The start weights' embedding rows are indexed by its token ids: a second fit that
     # trained its own tokenizer (here a smaller vocabulary) would scramble them.
-    out = tmp_path / "stage2"
+    out = tmp_path / "fit2"
     argv = ["fit", "--preset", "text-tiny", "--dataset", "imdb", "--data-dir", str(imdb["data"])]
     argv += ["--init-from", str(imdb["out"]), "--tokenizer-vocab", "200", "--epochs", "0,1,0"]
     assert main([*argv, "--out", str(out), "--run-dir", str(tmp_path / "run"), "--quiet"]) == 0
     first = (imdb["out"] / "tokenizer.json").read_bytes()
     assert (out / "tokenizer.json").read_bytes() == first
-    start, stage2 = load_checkpoint(imdb["out"]).net, load_checkpoint(out).net
-    torch.testing.assert_close(stage2.backbone.embed.weight, start.backbone.embed.weight)
+    start, fit2 = load_checkpoint(imdb["out"]).net, load_checkpoint(out).net
+    torch.testing.assert_close(fit2.backbone.embed.weight, start.backbone.embed.weight)
 
 
 def test_evaluate_reproduces_the_fit_metrics(imdb, tmp_path, capsys):

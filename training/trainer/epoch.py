@@ -65,7 +65,7 @@ def run_epoch(
     for x, y in bar:
         if trains_backbone(plan.phase):
             lr = o.lr * lr_factor(
-                updates, plan.backbone_updates_total, o.schedule, o.warmup_frac, o.final_lr_frac
+                updates, plan.backbone_updates_total, o.schedule, o.ramp_frac, o.final_lr_frac
             )
             set_lr(optimizers["backbone"], lr)
         for opt in optimizers.values():

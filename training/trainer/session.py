@@ -47,17 +47,17 @@ class Session:
     test_it: BatchSource
     n_batches: int
     normalizer: float
-    # The stages that trained the --init-from checkpoint (_earlier_stages), read once: the
+    # The fits that trained the --init-from checkpoint (_earlier_fits), read once: the
     # checkpoint's training record lists them, and this run's data epochs continue after them.
-    stages_before: tuple[dict[str, Any], ...] = ()
+    fits_before: tuple[dict[str, Any], ...] = ()
 
     @property
     def data_epochs_before(self) -> int:
-        """Epochs the earlier stages trained. This run's epoch e reads the data of epoch
+        """Epochs the earlier fits trained. This run's epoch e reads the data of epoch
         data_epochs_before + e: the order, crops and flips are seeded by the data epoch, so a
-        later stage restarting at 0 would replay the first stage's very images — and an agent
-        stage would then measure its rewards on views the backbone has memorised."""
-        return sum(stage.get("epochs", 0) for stage in self.stages_before)
+        later fit restarting at 0 would replay the first fit's very images — and an agent
+        fit would then measure its rewards on views the backbone has memorised."""
+        return sum(fit.get("epochs", 0) for fit in self.fits_before)
 
 
 @dataclass
@@ -104,18 +104,29 @@ def open_session(
         test_it=data.test_it,
         n_batches=data.train_it.num_batches(cfg.max_batches),
         normalizer=cost_normalizer(cfg.agent, net),
-        stages_before=tuple(_earlier_stages(cfg)),
+        fits_before=tuple(_earlier_fits(cfg)),
     )
 
 
-def _earlier_stages(cfg: TrainConfig) -> list[dict[str, Any]]:
-    """The stages that trained the --init-from checkpoint (its own record, then its stages'):
+# The training record's list of the fits that made a checkpoint (training.fit writes it), by
+# the names it had: checkpoints written before a chained run was called a fit say "stages".
+FITS_KEYS = ("fits", "stages")
+
+
+def _earlier_fits(cfg: TrainConfig) -> list[dict[str, Any]]:
+    """The fits that trained the --init-from checkpoint (its own record, then its fits'):
     [{"name", "wall_seconds", "epochs"}, ...]; [] without one."""
     if not cfg.init_from:
         return []
-    train = load_checkpoint(cfg.init_from).train
-    if "stages" in train:
-        return list(train["stages"])
+    return recorded_fits(load_checkpoint(cfg.init_from).train)
+
+
+def recorded_fits(train: dict[str, Any]) -> list[dict[str, Any]]:
+    """The fits a checkpoint's training record lists; a record from before the list was
+    written is one fit, its own."""
+    for key in FITS_KEYS:
+        if key in train:
+            return list(train[key])
     return [
         {
             "name": "init",
