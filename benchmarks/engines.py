@@ -66,13 +66,13 @@ def measure(engine: Engine, inputs: list[np.ndarray], batch_size: int, seconds: 
         [EngineInput(x) for x in inputs[i : i + batch_size]]
         for i in range(0, len(inputs), batch_size)
     ]
-    steps = engine.steps()
-    samples = [s for batch in batches for s in run_batch(steps, batch).samples]  # warms up too
+    spec = engine.spec()
+    samples = [s for batch in batches for s in run_batch(spec, batch).samples]  # warms up too
     sections: Counter[str] = Counter()
     passes, started = 0, time.perf_counter()
     while passes < MIN_PASSES or time.perf_counter() - started < seconds:
         for batch in batches:
-            sections.update(run_batch(steps, batch).section_seconds)
+            sections.update(run_batch(spec, batch).section_seconds)
         passes += 1
     elapsed = time.perf_counter() - started
     runs = passes * len(batches)

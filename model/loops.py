@@ -5,7 +5,7 @@ A loop kind (`model.parts.LoopKind`) is four functions over a network's parts
 
 - `straight(parts, inj) -> states`: every layer once, the straight pass' (z1, z2, z3);
 - `start(action, states) -> z`: action k's loop state from the straight pass, (B, ...);
-- `step(parts, action, z, inj) -> z`: one iteration of action k (what the solver repeats);
+- `iterate(parts, action, z, inj) -> z`: one iteration of action k (what the solver repeats);
 - `finish(parts, action, z, inj) -> h`: the layers above k once on the loop's result; the
   head reads h.
 
@@ -43,7 +43,9 @@ class ChainedLoop:
     def start(self, action: int, states: tuple[Tensor, ...]) -> Tensor:
         return states[action - 1]
 
-    def step(self, parts: NetworkParts, action: int, z: Tensor, inj: tuple[Tensor, ...]) -> Tensor:
+    def iterate(
+        self, parts: NetworkParts, action: int, z: Tensor, inj: tuple[Tensor, ...]
+    ) -> Tensor:
         for index in range(action):
             z = parts.layer(index, z, inj)
         return z
@@ -85,7 +87,9 @@ class StagedLoop:
     def start(self, action: int, states: tuple[Tensor, ...]) -> Tensor:
         return pack(states[:action])
 
-    def step(self, parts: NetworkParts, action: int, z: Tensor, inj: tuple[Tensor, ...]) -> Tensor:
+    def iterate(
+        self, parts: NetworkParts, action: int, z: Tensor, inj: tuple[Tensor, ...]
+    ) -> Tensor:
         states = unpack(z, self.shapes(inj[0])[:action])
         below = inj[0]
         for index in range(action):

@@ -73,7 +73,7 @@ class ActionMacs:
     """One sample's multiply-adds through each piece an action may run."""
 
     straight: Linear  # stem, layers once, head, profile, agent
-    step: tuple[Linear, ...]  # one iteration of loop k = 1..3
+    iterate: tuple[Linear, ...]  # one iteration of loop k = 1..3
     finish: tuple[Linear, ...]  # finish of loop k (layers k+1..3) plus the head
     tta_views: Linear  # the straight pass (no agent) on the three extra views
 
@@ -85,7 +85,7 @@ class ActionMacs:
         t = None if tokens is None else tokens.to(device=actions.device, dtype=torch.float64)
         macs = torch.full_like(n, 0.0) + self.straight.at(t)
         for k in range(1, N_LAYERS + 1):
-            looped = macs + n * self.step[k - 1].at(t) + self.finish[k - 1].at(t)
+            looped = macs + n * self.iterate[k - 1].at(t) + self.finish[k - 1].at(t)
             macs = torch.where(actions == k, looped, macs)
         macs = torch.where(actions == TTA, macs + self.tta_views.at(t), macs)
         return macs.round().long()
@@ -115,7 +115,7 @@ def measure(parts, loops, example: Callable[[int], tuple[Tensor, Tensor | None]]
 def _action_macs(terms: dict[str, Linear]) -> ActionMacs:
     return ActionMacs(
         straight=terms["straight"],
-        step=tuple(terms[f"step{k}"] for k in range(1, N_LAYERS + 1)),
+        iterate=tuple(terms[f"iterate{k}"] for k in range(1, N_LAYERS + 1)),
         finish=tuple(terms[f"finish{k}"] for k in range(1, N_LAYERS + 1)),
         tta_views=Linear(
             (TTA_VIEWS - 1) * terms["view"].fixed, (TTA_VIEWS - 1) * terms["view"].per_token
@@ -139,6 +139,6 @@ def _counts(parts, loops, x: Tensor, lengths: Tensor | None) -> dict[str, int]:
     }
     for k in range(1, N_LAYERS + 1):
         z = loops.start(k, states)
-        out[f"step{k}"] = count_macs(lambda: loops.step(parts, k, z, inj))  # noqa: B023
+        out[f"iterate{k}"] = count_macs(lambda: loops.iterate(parts, k, z, inj))  # noqa: B023
         out[f"finish{k}"] = head + count_macs(lambda: loops.finish(parts, k, z, inj))  # noqa: B023
     return out

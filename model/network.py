@@ -353,7 +353,7 @@ def loop_start(parts: NetworkParts, action: int, straight: StraightPass) -> Tens
 
 def loop_iteration(parts: NetworkParts, action: int, z: Tensor, inj: tuple[Tensor, ...]) -> Tensor:
     """One iteration of action k's loop on states z (n, ...) → (n, ...)."""
-    return parts.loops.step(parts, action, z, inj)
+    return parts.loops.iterate(parts, action, z, inj)
 
 
 def finish(parts: NetworkParts, action: int, z: Tensor, inj: tuple[Tensor, ...]) -> Tensor:

@@ -7,7 +7,8 @@ cache when the checkpoint carries no export (service/engines/onnx_cache.py).
 
 Each part becomes one graph with a dynamic batch axis (and a dynamic time axis for text), so the
 engine can loop any subset of samples through any layer. The data-dependent fixed-point loop
-stays in Python: ONNX `Loop`/`If` would force a host sync per step anyway and blocks CUDA graphs.
+stays in Python: ONNX `Loop`/`If` would force a host sync per iteration anyway and blocks CUDA
+graphs.
 
 Every graph is checked with `onnx.checker` and run with onnxruntime (CPU) on batches of other
 shapes than the traced one, against the PyTorch part in inference mode; the largest absolute

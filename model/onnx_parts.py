@@ -5,7 +5,7 @@ exporter (model/onnx_export.py) and the engine (service/engines/onnx_engine.py) 
 naming. The parts compose exactly like `DynaLayNet.straight` / `recompute`:
 
     stem(x) ─▶ inj = (u,) | (u, mask)         h = u
-    layer_i(h, *inj) ─▶ h                        (i = 1..3, also each fixed-point step)
+    layer_i(h, *inj) ─▶ h                        (i = 1..3, also each fixed-point iteration)
     inject_i(h) ─▶ u_i                           staged only (i = 2, 3): stage i's injection
                                                  from the state below (model/staged.py)
     head(h, *inj) ─▶ logits (B, C)

@@ -42,7 +42,7 @@ class LoopKind(Protocol):
 
     def start(self, action: int, states: tuple[Tensor, ...]) -> Tensor: ...
 
-    def step(
+    def iterate(
         self, parts: NetworkParts, action: int, z: Tensor, inj: tuple[Tensor, ...]
     ) -> Tensor: ...
 

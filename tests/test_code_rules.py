@@ -447,7 +447,7 @@ def test_the_cycle_finder_sees_type_checking_and_local_imports():
     assert find_cycle({"p.a": {"p.b"}, "p.b": set(), "p.c": {"p.a", "p.b"}}) == []
     source = (
         "from typing import TYPE_CHECKING\n"
-        "if TYPE_CHECKING:\n    from service.engines.stepping import EngineSteps\n"
+        "if TYPE_CHECKING:\n    from service.engines.stepping import EngineSpec\n"
         "def f():\n    from service.repository import state\n"
         "from . import precision\n"
         "import torch\n"

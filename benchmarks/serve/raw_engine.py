@@ -25,7 +25,7 @@ class RawEngine:
     def time(self, load: str, size: int, seconds: float) -> None:
         if (load, size) not in self.timings:
             self.timings[load, size] = RawTiming(self._batch(load, size))
-            run_batch(self.engine.steps(), self.timings[load, size].batch)  # warm this shape
+            run_batch(self.engine.spec(), self.timings[load, size].batch)  # warm this shape
         self.timings[load, size].time(self.engine, seconds)
 
     def rows(self) -> list[dict]:
@@ -55,9 +55,9 @@ class RawTiming:
 
     def time(self, engine: Engine, seconds: float) -> None:
         start = time.perf_counter()
-        n, steps = 0, engine.steps()
+        n, spec = 0, engine.spec()
         while n == 0 or time.perf_counter() - start < seconds:
-            for section, lap in run_batch(steps, self.batch).section_seconds.items():
+            for section, lap in run_batch(spec, self.batch).section_seconds.items():
                 self.sections[section] = self.sections.get(section, 0.0) + lap
             n += 1
         self.batches += n

@@ -17,7 +17,7 @@ from service.engines.base import (
     Engine,
     EngineFactory,
     EngineInput,
-    EngineSteps,
+    EngineSpec,
     ModelMeta,
     SampleResult,
 )
@@ -107,7 +107,7 @@ __all__ = [
     "EngineFactory",
     "EngineInput",
     "EngineProcessError",
-    "EngineSteps",
+    "EngineSpec",
     "Mode",
     "ModelMeta",
     "OnnxEngine",

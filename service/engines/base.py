@@ -1,6 +1,6 @@
-"""What every engine gives the service: a model's metadata, `steps()` and `warmup()`.
+"""What every engine gives the service: a model's metadata, `spec()` and `warmup()`.
 
-An engine is the parts of one checkpoint's network on a device (`EngineSteps`: PyTorch modules
+An engine is the parts of one checkpoint's network on a device (`EngineSpec`: PyTorch modules
 or ONNX Runtime sessions, how a batch is collated, the loop settings). It runs nothing itself:
 the shared stepper (service/engines/stepping.py) runs every engine, a whole batch to the end
 (`run_batch`, batch scheduling) or one loop step at a time (iteration scheduling). Requests come
@@ -81,7 +81,7 @@ Collate = Callable[[Sequence[EngineInput]], tuple[Tensor, Tensor | None]]
 
 
 @dataclass(frozen=True)
-class EngineSteps:
+class EngineSpec:
     """What an engine hands the stepper: plain data, no behaviour of its own."""
 
     parts: NetworkParts
@@ -100,7 +100,7 @@ class Engine(Protocol):
     layout: str  # image memory layout: "nchw" or "nhwc" (channels_last)
     meta: ModelMeta
 
-    def steps(self) -> EngineSteps:
+    def spec(self) -> EngineSpec:
         """The parts, collation and loop settings the shared `Stepper` runs this model from."""
         ...
 

@@ -2,7 +2,7 @@
 
 Both engines take the same inputs (images (3, H, W) float32, or token ids (T,) int64) and hand
 the same tensors to their parts, so collation is written once here and bound to an engine's
-modality, device and layout in its `steps()`.
+modality, device and layout in its `spec()`.
 """
 
 from __future__ import annotations

@@ -47,7 +47,7 @@ from model.onnx_parts import (
     model_inputs,
     part_names,
 )
-from service.engines.base import EngineInput, EngineSteps, ModelMeta
+from service.engines.base import EngineInput, EngineSpec, ModelMeta
 from service.engines.inputs import collate, warmup_batch
 from service.engines.int8 import int8_unsupported, quantize_parts, scratch_dir
 from service.engines.onnx_cache import ExportLocation, OnnxEngineError, locate_export
@@ -101,9 +101,9 @@ class OnnxEngine:
         """The providers the sessions actually run on, best first."""
         return self._parts["stem"].session.get_providers()
 
-    def steps(self) -> EngineSteps:
+    def spec(self) -> EngineSpec:
         config = self.config
-        return EngineSteps(
+        return EngineSpec(
             OnnxParts(self._parts, self.config),
             partial(collate, modality=self.meta.modality, device=self._torch_device),
             config.solver,
@@ -114,7 +114,7 @@ class OnnxEngine:
         )
 
     def warmup(self) -> None:
-        run_batch(self.steps(), warmup_batch(self.meta))
+        run_batch(self.spec(), warmup_batch(self.meta))
 
 
 class OnnxParts:

@@ -84,10 +84,10 @@ def run_set(
     """Every input's answer, in batches, and the seconds of that pass (after a warm-up batch:
     one-off kernel and weight-cast costs stay out of the timing)."""
     batches = [inputs[i : i + batch_size] for i in range(0, len(inputs), batch_size)]
-    steps = engine.steps()
-    run_batch(steps, batches[0])
+    spec = engine.spec()
+    run_batch(spec, batches[0])
     started = time.perf_counter()
-    samples = [s for batch in batches for s in run_batch(steps, batch).samples]
+    samples = [s for batch in batches for s in run_batch(spec, batch).samples]
     return samples, time.perf_counter() - started
 
 
@@ -102,7 +102,7 @@ def choose_layout(
     seconds = {}
     for candidate in LAYOUTS:
         engine = build(Mode(precision, candidate))
-        run_batch(engine.steps(), probe)  # warm-up
+        run_batch(engine.spec(), probe)  # warm-up
         seconds[candidate] = min(_timed(engine, probe) for _ in range(PROBE_RUNS))
     return min(seconds, key=seconds.__getitem__)
 
@@ -179,9 +179,9 @@ def candidate_precisions(
 
 
 def _timed(engine: Engine, batch: Sequence[EngineInput]) -> float:
-    steps = engine.steps()
+    spec = engine.spec()
     started = time.perf_counter()
-    run_batch(steps, batch)
+    run_batch(spec, batch)
     return time.perf_counter() - started
 
 

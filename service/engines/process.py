@@ -77,8 +77,8 @@ class ProcessEngine:
         self._call("warmup")
         self._warm = True
 
-    def steps(self) -> None:  # the parts live in the child
-        raise TypeError("an engine in its own process has no local steps; use stepper()")
+    def spec(self) -> None:  # the parts live in the child
+        raise TypeError("an engine in its own process has no local spec; use stepper()")
 
     def stepper(self, capacity: int) -> RemoteStepper:
         self._call("stepper", capacity)
@@ -225,7 +225,7 @@ class _Served:
         self.engine.warmup()
 
     def stepper(self, capacity: int) -> None:
-        self._stepper = Stepper(self.engine.steps(), capacity)
+        self._stepper = Stepper(self.engine.spec(), capacity)
 
     def straight(self, batch: list[EngineInput], keys: list[int]) -> tuple[StraightOutcome, bool]:
         return self._stepper.straight(batch, keys), self._stepper.busy
@@ -253,4 +253,4 @@ def open_stepper(engine: Engine, capacity: int) -> Stepper | RemoteStepper:
     """The stepper a scheduler runs `engine` through: local, or the engine process's."""
     if isinstance(engine, ProcessEngine):
         return engine.stepper(capacity)
-    return Stepper(engine.steps(), capacity)
+    return Stepper(engine.spec(), capacity)

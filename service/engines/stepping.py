@@ -2,7 +2,7 @@
 
 An engine supplies the parts of its network (`model.parts.NetworkParts`: PyTorch modules or
 ONNX Runtime sessions), how it collates a batch, and the loop settings of its checkpoint
-(`EngineSteps`, service/engines/base.py). `Stepper` runs the algorithm from those parts, one
+(`EngineSpec`, service/engines/base.py). `Stepper` runs the algorithm from those parts, one
 piece per call:
 
 - `straight(batch, keys)`: stem, L1..L3, head, profile and agent over a new batch. Inputs the
@@ -57,7 +57,7 @@ from model.network import (
     tta_logits,
 )
 from model.solvers import get_solver, judge
-from service.engines.base import BatchOutput, EngineInput, EngineSteps, SampleResult
+from service.engines.base import BatchOutput, EngineInput, EngineSpec, SampleResult
 from service.engines.device_tensors import host_index, per_row, read_back
 from service.engines.loop_rows import Answer, FinishedRows, LoopRows, decode_answers
 from service.engines.sections import SectionClock
@@ -84,15 +84,15 @@ class StepOutcome:
 class Stepper:
     """The straight passes and the loop pool of one engine; call from one thread only."""
 
-    def __init__(self, steps: EngineSteps, capacity: int, defer_reads: bool | None = None) -> None:
+    def __init__(self, spec: EngineSpec, capacity: int, defer_reads: bool | None = None) -> None:
         """`defer_reads`: read retired answers back with the next step (default: on CUDA)."""
         if capacity < 1:
             raise ValueError(f"the loop pool needs a capacity ≥ 1, got {capacity}")
-        self.steps = steps
+        self.spec = spec
         self.capacity = capacity
-        self._stepwise = steps.solver == STEPWISE_SOLVER
-        self._solve = get_solver(steps.solver)
-        self._defer_reads = steps.device.type == "cuda" if defer_reads is None else defer_reads
+        self._stepwise = spec.solver == STEPWISE_SOLVER
+        self._solve = get_solver(spec.solver)
+        self._defer_reads = spec.device.type == "cuda" if defer_reads is None else defer_reads
         self._pool: dict[int, LoopRows] = {}  # action → its samples in the pool
         self._waiting: collections.deque[LoopRows] = collections.deque()
         self._unread: list[FinishedRows] = []  # retired, answers not yet on the host (CUDA)
@@ -148,17 +148,17 @@ class Stepper:
     # ---- straight pass and agent --------------------------------------------------------
 
     def _straight(self, batch: Sequence[EngineInput], keys: Sequence[int]) -> StraightOutcome:
-        parts, device = self.steps.parts, self.steps.device
+        parts, device = self.spec.parts, self.spec.device
         clock = SectionClock(device)
-        x, lengths = self.steps.collate(batch)
+        x, lengths = self.spec.collate(batch)
         passed = straight_pass(parts, x, lengths)
         clock.lap("straight")
         actions = _apply_forced(parts.agent(passed.profile).argmax(dim=1), batch, device)
         probabilities = passed.logits.float().softmax(dim=1)  # (B, C)
         tokens = tokens_of(passed.inj)
         none = torch.zeros_like(actions)
-        straight_macs = self.steps.macs.per_sample(none, none, tokens)
-        views_macs = self.steps.macs.per_sample(none + TTA, none, tokens)
+        straight_macs = self.spec.macs.per_sample(none, none, tokens)
+        views_macs = self.spec.macs.per_sample(none + TTA, none, tokens)
         chosen, probs, classes, macs, macs_tta = read_back(
             [actions, probabilities, passed.logits.argmax(dim=1), straight_macs, views_macs]
         )
@@ -188,8 +188,8 @@ class Stepper:
         rows = np.flatnonzero(chosen == TTA)
         if rows.size == 0:
             return []
-        idx = host_index(rows, self.steps.device)
-        logits = tta_logits(self.steps.parts, passed.x.index_select(0, idx), passed.logits[idx])
+        idx = host_index(rows, self.spec.device)
+        logits = tta_logits(self.spec.parts, passed.x.index_select(0, idx), passed.logits[idx])
         probs, classes = read_back([logits.float().softmax(dim=1), logits.argmax(dim=1)])
         evals = layer_evaluations(TTA, 0)
         return [
@@ -203,7 +203,7 @@ class Stepper:
     # ---- one loop step ------------------------------------------------------------------
 
     def _step(self, evict: set[int]) -> StepOutcome:
-        clock = SectionClock(self.steps.device, wait=False)  # the read-back is the one wait
+        clock = SectionClock(self.spec.device, wait=False)  # the read-back is the one wait
         if evict:
             self._evict(evict)
         self._admit()
@@ -241,25 +241,25 @@ class Stepper:
 
     def _iterate(self, rows: LoopRows) -> Tensor:
         """One iteration of rows' loop, in place; returns which rows stop now."""
-        parts, steps = self.steps.parts, self.steps
+        parts, spec = self.spec.parts, self.spec
         if not self._stepwise:
             return self._solve_whole(rows)
         fz = loop_iteration(parts, rows.action, rows.z, rows.inj)
-        verdict = judge(fz, rows.z, rows.best_residual, steps.tol)  # the solver's own rule
+        verdict = judge(fz, rows.z, rows.best_residual, spec.tol)  # the solver's own rule
         rows.best = torch.where(per_row(verdict.improved, fz), fz, rows.best)
         rows.best_residual = torch.where(verdict.improved, verdict.residual, rows.best_residual)
         rows.z = fz
         rows.iterations = rows.iterations + 1
         rows.converged = verdict.converged
-        return rows.converged | (rows.iterations >= steps.max_iter)
+        return rows.converged | (rows.iterations >= spec.max_iter)
 
     def _solve_whole(self, rows: LoopRows) -> Tensor:
-        parts, steps = self.steps.parts, self.steps
+        parts, spec = self.spec.parts, self.spec
 
         def composite(z: Tensor, *inj: Tensor) -> Tensor:
             return loop_iteration(parts, rows.action, z, inj)
 
-        z, stats = self._solve(composite, rows.z, rows.inj, steps.tol, steps.max_iter)
+        z, stats = self._solve(composite, rows.z, rows.inj, spec.tol, spec.max_iter)
         rows.z = rows.best = z  # the solver already picked last or best iterate
         rows.iterations, rows.converged = stats.iterations, stats.converged
         return torch.ones_like(stats.converged)
@@ -273,16 +273,16 @@ class Stepper:
             del self._pool[rows.action]
             done = rows
         else:
-            done = rows.select(stopped, self.steps.device)
-            self._pool[rows.action] = rows.select(np.flatnonzero(~stop), self.steps.device)
+            done = rows.select(stopped, self.spec.device)
+            self._pool[rows.action] = rows.select(np.flatnonzero(~stop), self.spec.device)
         z = torch.where(per_row(done.converged, done.z), done.z, done.best)
-        logits = finish(self.steps.parts, done.action, z, done.inj)
+        logits = finish(self.spec.parts, done.action, z, done.inj)
         actions = torch.full_like(done.iterations, done.action)
-        macs = self.steps.macs.per_sample(actions, done.iterations, tokens_of(done.inj))
+        macs = self.spec.macs.per_sample(actions, done.iterations, tokens_of(done.inj))
         return FinishedRows(done.action, done.keys, logits, done.iterations, done.converged, macs)
 
     def _evict(self, keys: set[int]) -> None:
-        device = self.steps.device
+        device = self.spec.device
         for action, rows in list(self._pool.items()):
             kept = rows.without(keys, device)
             if kept is None:
@@ -293,9 +293,9 @@ class Stepper:
         self._waiting = collections.deque(rows for rows in waiting if rows is not None)
 
 
-def run_batch(steps: EngineSteps, batch: Sequence[EngineInput]) -> BatchOutput:
+def run_batch(spec: EngineSpec, batch: Sequence[EngineInput]) -> BatchOutput:
     """Batch scheduling: the whole batch through a stepper of its own size, to the end."""
-    return Stepper(steps, capacity=max(len(batch), 1)).run(batch)
+    return Stepper(spec, capacity=max(len(batch), 1)).run(batch)
 
 
 def _straight_result(class_index: int, probabilities: np.ndarray, macs: int) -> SampleResult:

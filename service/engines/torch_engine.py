@@ -1,6 +1,6 @@
 """The PyTorch engine: a loaded checkpoint's own modules, handed to the shared stepper.
 
-`steps()` gives the stepper (service/engines/stepping.py) the network's modules as its parts,
+`spec()` gives the stepper (service/engines/stepping.py) the network's modules as its parts,
 so batch scheduling (`run_batch`) and iteration scheduling both run the one loop every engine
 runs; its answers equal the model's own `DynaLayNet.forward` (up to float rounding of batched
 kernels). The stepper times the sections (straight pass, agent, loop, head) and, on CUDA, waits
@@ -23,7 +23,7 @@ from model.calibration import load_calibration
 from model.checkpoint import LoadedCheckpoint, load_checkpoint
 from model.network import ModuleParts
 from model.parts import NetworkParts
-from service.engines.base import EngineInput, EngineSteps, ModelMeta
+from service.engines.base import EngineInput, EngineSpec, ModelMeta
 from service.engines.inputs import blank_input, collate, warmup_batch
 from service.engines.parity import select_mode
 from service.engines.precision import (
@@ -54,9 +54,9 @@ class TorchEngine:
         self._macs = loaded.net.action_macs
         self.net.to(memory_format=memory_format(mode.layout))  # 4-D weights only
 
-    def steps(self) -> EngineSteps:
+    def spec(self) -> EngineSpec:
         config, device = self.net.config, self._torch_device
-        return EngineSteps(
+        return EngineSpec(
             self._parts(),
             partial(collate, modality=self.meta.modality, device=device, layout=self.layout),
             config.solver,
@@ -67,7 +67,7 @@ class TorchEngine:
         )
 
     def warmup(self) -> None:
-        run_batch(self.steps(), warmup_batch(self.meta))
+        run_batch(self.spec(), warmup_batch(self.meta))
 
     def _parts(self) -> NetworkParts:
         parts = ModuleParts(self.net)

@@ -49,8 +49,8 @@ def bare(tmp_path: Path, onnx_repo: Path):
 
 def _assert_answers_like_torch(directory: Path, engine) -> None:
     batch = as_batch(inputs_for(load_checkpoint(directory).config))
-    want = run_batch(ENGINES["torch"](directory, "cpu").steps(), batch).samples
-    got = run_batch(engine.steps(), batch).samples
+    want = run_batch(ENGINES["torch"](directory, "cpu").spec(), batch).samples
+    got = run_batch(engine.spec(), batch).samples
     assert [s.action for s in got] == [s.action for s in want]
     assert [s.class_index for s in got] == [s.class_index for s in want]
     for g, w in zip(got, want, strict=True):

@@ -31,8 +31,8 @@ def _both(
     checkpoint: Path, action: int | None = None, n: int | None = None
 ) -> tuple[BatchOutput, BatchOutput]:
     batch = as_batch(inputs_for(load_checkpoint(checkpoint).config)[:n], action)
-    return run_batch(_engine(checkpoint, "torch").steps(), batch), run_batch(
-        _engine(checkpoint, "onnx").steps(), batch
+    return run_batch(_engine(checkpoint, "torch").spec(), batch), run_batch(
+        _engine(checkpoint, "onnx").spec(), batch
     )
 
 
@@ -80,8 +80,8 @@ def test_warmup_and_single_samples(checkpoint: Path) -> None:
     engine = _engine(checkpoint, "onnx")
     engine.warmup()
     data = inputs_for(load_checkpoint(checkpoint).config)[:2]
-    single = [run_batch(engine.steps(), as_batch([item])).samples[0] for item in data]
-    pair = run_batch(engine.steps(), as_batch(data)).samples
+    single = [run_batch(engine.spec(), as_batch([item])).samples[0] for item in data]
+    pair = run_batch(engine.spec(), as_batch(data)).samples
     for alone, batched in zip(single, pair, strict=True):  # batching never changes an answer
         assert alone.action == batched.action and alone.class_index == batched.class_index
         assert abs(alone.iterations - batched.iterations) <= 1

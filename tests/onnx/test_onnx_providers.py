@@ -49,10 +49,10 @@ def test_a_silent_cpu_fallback_is_refused() -> None:
 @pytest.mark.parametrize("name", ["cnn", "lstm"])
 def test_cuda_matches_torch_on_cuda(onnx_repo: Path, name: str) -> None:
     batch = as_batch(inputs_for(load_checkpoint(onnx_repo / name).config))
-    want = run_batch(ENGINES["torch"](onnx_repo / name, "cuda").steps(), batch).samples
+    want = run_batch(ENGINES["torch"](onnx_repo / name, "cuda").spec(), batch).samples
     engine = ENGINES["onnx"](onnx_repo / name, "cuda")
     assert engine.providers[0] == "CUDAExecutionProvider"
-    got = run_batch(engine.steps(), batch).samples
+    got = run_batch(engine.spec(), batch).samples
     for w, g in zip(want, got, strict=True):
         assert (w.action, w.class_index) == (g.action, g.class_index)
         assert (

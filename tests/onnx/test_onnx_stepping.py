@@ -18,7 +18,7 @@ ALL = pytest.mark.parametrize("checkpoint", ["cnn", "lstm", "cnn_capped"], indir
 
 def interleaved(engine, items: list[EngineInput], capacity: int) -> dict[int, SampleResult]:
     """Arrivals in batches of 3, two loop steps between batches, a small pool."""
-    stepper = Stepper(engine.steps(), capacity=capacity)
+    stepper = Stepper(engine.spec(), capacity=capacity)
     answers: dict[int, SampleResult] = {}
     for start in range(0, len(items), 3):
         keys = list(range(start, min(start + 3, len(items))))
@@ -41,7 +41,7 @@ def test_the_stepper_answers_like_the_model_alone(checkpoint: Path, runtime: str
     answers = interleaved(engine, items, capacity=4)
     answered_actions = set()
     for key, item in enumerate(items):
-        want, got = run_batch(reference.steps(), [item]).samples[0], answers[key]
+        want, got = run_batch(reference.spec(), [item]).samples[0], answers[key]
         assert (got.action, got.class_index) == (want.action, want.class_index)
         assert abs(got.iterations - want.iterations) <= 1
         assert np.abs(np.subtract(got.probabilities, want.probabilities)).max() <= PROB_TOL

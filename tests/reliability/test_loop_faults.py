@@ -28,7 +28,7 @@ from model.actions import ACTIONS
 from model.checkpoint import load_checkpoint
 from model.network import DynaLayNet
 from service.app import create_app
-from service.engines import ENGINES, EngineInput, EngineSteps
+from service.engines import ENGINES, EngineInput, EngineSpec
 from service.scheduling import NON_FINITE
 from tests.reliability.clean_errors import problems
 from tests.reliability.models import write_cnn
@@ -128,8 +128,8 @@ class FailingOn:
     def warmup(self) -> None:
         self.inner.warmup()
 
-    def steps(self) -> EngineSteps:
-        inner = self.inner.steps()
+    def spec(self) -> EngineSpec:
+        inner = self.inner.spec()
         return dataclasses.replace(inner, collate=partial(self._collate, inner.collate))
 
     def _collate(self, collate, batch: Sequence[EngineInput]):

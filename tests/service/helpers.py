@@ -36,7 +36,7 @@ from model.loops import ChainedLoop
 from model.macs import ActionMacs, Linear
 from model.network import build_model
 from service.core import Settings
-from service.engines import ENGINES, EngineInput, EngineSteps, ModelMeta, SampleResult, collate
+from service.engines import ENGINES, EngineInput, EngineSpec, ModelMeta, SampleResult, collate
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 CIFAR_PNGS = sorted(FIXTURES.glob("cifar10_*.png"))
@@ -91,7 +91,7 @@ def forward_answers(engine, batch: Sequence[EngineInput], action: int | None) ->
     """`batch` through the model's own `DynaLayNet.forward` (every input forced to `action`,
     or the agent's choice for None), as the engine would answer it: the reference the shared
     stepper is held to."""
-    x, lengths = engine.steps().collate(batch)
+    x, lengths = engine.spec().collate(batch)
     actions = None if action is None else torch.full((len(batch),), action, dtype=torch.long)
     with torch.inference_mode():
         out = engine.net(x, actions=actions, lengths=lengths)
@@ -217,9 +217,9 @@ class StubEngine:
     def warmup(self) -> None:
         pass
 
-    def steps(self) -> EngineSteps:
+    def spec(self) -> EngineSpec:
         cpu = torch.device("cpu")
-        return EngineSteps(StubParts(), self._collate, "fixed_point", 1e-3, 5, cpu, STUB_MACS)
+        return EngineSpec(StubParts(), self._collate, "fixed_point", 1e-3, 5, cpu, STUB_MACS)
 
     def _collate(self, batch: Sequence[EngineInput]):
         # A batch's straight pass begins here: the place to hold it, pace it or fail it.
@@ -325,10 +325,10 @@ class PacedEngine:
     def warmup(self) -> None:
         self.inner.warmup()  # one-off costs of a first call must not count against deadlines
 
-    def steps(self):
+    def spec(self):
         import dataclasses
 
-        inner = self.inner.steps()
+        inner = self.inner.spec()
         return dataclasses.replace(inner, parts=PacedParts(inner.parts, self))
 
 

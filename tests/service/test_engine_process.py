@@ -82,7 +82,7 @@ def test_a_killed_engine_process_fails_its_loops_then_comes_back(model_dir):
             stepper.step()  # a new child answers, but the two looping samples are lost
         stepper.clear()
         batch = _inputs(3, None)
-        assert stepper.run(batch).samples == run_batch(local.steps(), batch).samples
+        assert stepper.run(batch).samples == run_batch(local.spec(), batch).samples
         assert engine.generation == 2
     finally:
         engine.close()

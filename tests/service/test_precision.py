@@ -214,11 +214,11 @@ def test_both_schedulings_of_a_bf16_engine_compute_in_bf16_with_fp32_loops(tmp_p
     loaded = load_checkpoint(write_calibrated(tmp_path))
     data = [reference_input(path)[0].numpy() for path in CIFAR_PNGS[:4]]
     inputs = [EngineInput(x, a) for x, a in zip(data, (None, 1, 2, 3), strict=True)]
-    fp32 = run_batch(TorchEngine(loaded, "cpu").steps(), inputs).samples
-    steps = TorchEngine(loaded, "cpu", Mode("bf16")).steps()
-    assert isinstance(steps.parts, CastParts) and steps.parts.precision == "bf16"
-    batch = run_batch(steps, inputs).samples  # batch scheduling
-    stepper = Stepper(steps, capacity=2)  # iteration scheduling, a pool smaller than the batch
+    fp32 = run_batch(TorchEngine(loaded, "cpu").spec(), inputs).samples
+    spec = TorchEngine(loaded, "cpu", Mode("bf16")).spec()
+    assert isinstance(spec.parts, CastParts) and spec.parts.precision == "bf16"
+    batch = run_batch(spec, inputs).samples  # batch scheduling
+    stepper = Stepper(spec, capacity=2)  # iteration scheduling, a pool smaller than the batch
     straight = stepper.straight(inputs, range(len(inputs)))
     stepped = dict(straight.answered)
     while stepper.busy:
@@ -239,8 +239,8 @@ def test_bf16_answers_of_the_embedded_model_match_fp32_on_the_fixtures(layout):
     loaded = load_checkpoint(EMBEDDED)
     spec = ImageSpec.from_preprocessing(loaded.preprocessing)
     inputs = [EngineInput(decode_image(p.read_bytes(), spec, 10**6)) for p in CIFAR_PNGS]
-    want = run_batch(TorchEngine(loaded, "cpu").steps(), inputs).samples
-    got = run_batch(TorchEngine(loaded, "cpu", Mode("bf16", layout)).steps(), inputs).samples
+    want = run_batch(TorchEngine(loaded, "cpu").spec(), inputs).samples
+    got = run_batch(TorchEngine(loaded, "cpu", Mode("bf16", layout)).spec(), inputs).samples
     assert [s.class_index for s in got] == [s.class_index for s in want]
     assert [s.action for s in got] == [s.action for s in want]
     for a, b in zip(got, want, strict=True):
@@ -257,8 +257,8 @@ def test_the_nhwc_layout_answers_as_nchw(tmp_path):
     x = load_calibration(directory).normalised(IMAGE_PREP).numpy()
     batch = [EngineInput(image) for image in x]
     # Each engine re-lays the shared net only when built; build each right before its run.
-    want = run_batch(factories["nchw"](directory, "cpu").steps(), batch).samples
-    got = run_batch(factories["nhwc"](directory, "cpu").steps(), batch).samples
+    want = run_batch(factories["nchw"](directory, "cpu").spec(), batch).samples
+    got = run_batch(factories["nhwc"](directory, "cpu").spec(), batch).samples
     assert [s.class_index for s in got] == [s.class_index for s in want]
     for a, b in zip(got, want, strict=True):
         np.testing.assert_allclose(a.probabilities, b.probabilities, atol=1e-5)
@@ -321,7 +321,7 @@ def test_int8_quantizes_the_convolutions_and_answers_close_to_fp32(tmp_path):
     assert (fp32.precision, int8.precision) == ("fp32", "int8")
     images = calibration_set(8, seed=1).normalised(IMAGE_PREP).numpy()
     batch = [EngineInput(x, action) for x in images for action in (0, 3, None)]
-    want, got = (run_batch(e.steps(), batch).samples for e in (fp32, int8))
+    want, got = (run_batch(e.spec(), batch).samples for e in (fp32, int8))
     pairs = zip(want, got, strict=True)
     gaps = [np.abs(np.subtract(a.probabilities, b.probabilities)).max() for a, b in pairs]
     assert 0 < max(gaps) < 0.05  # quantized (not the fp32 graphs), and close to them
@@ -355,6 +355,23 @@ def test_int8_graphs_quantize_stem_and_layers_and_leave_head_profile_agent_fp32(
         quantized = name.startswith(("stem", "layer"))
         assert ({"QuantizeLinear", "DequantizeLinear"} <= ops) == quantized, name
         assert (path == paths[name]) == (not quantized)
+    assert [fed_dequantized(c) for c in convolutions(out["stem"])][:2] == [False, True]
+
+
+def convolutions(path: Path) -> list[tuple[object, dict]]:
+    """Each Conv of a graph, in order, with the graph's producer of every tensor."""
+    import onnx
+
+    nodes = onnx.load(path).graph.node
+    producer = {output: node for node in nodes for output in node.output}
+    return [(node, producer) for node in nodes if node.op_type == "Conv"]
+
+
+def fed_dequantized(conv: tuple[object, dict]) -> bool:
+    """Whether a Conv's input comes out of a DequantizeLinear (an int8 convolution in QDQ)."""
+    node, producer = conv
+    source = producer.get(node.input[0])
+    return source is not None and source.op_type == "DequantizeLinear"
 
 
 # ---- what the service shows --------------------------------------------------------------

@@ -133,7 +133,7 @@ def drain(stepper: Stepper, answers: dict[int, SampleResult]) -> None:
 
 
 def test_straight_inputs_are_answered_by_the_straight_pass_and_loops_wait(cnn_engine):
-    stepper = Stepper(cnn_engine.steps(), capacity=4)
+    stepper = Stepper(cnn_engine.spec(), capacity=4)
     data = images(6)
     batch = [EngineInput(x, a) for x, a in zip(data, (0, 3, None, 1, 3, 2), strict=True)]
     outcome = stepper.straight(batch, keys=[10, 11, 12, 13, 14, 15])
@@ -147,7 +147,7 @@ def test_straight_inputs_are_answered_by_the_straight_pass_and_loops_wait(cnn_en
 
 def test_tta_inputs_are_answered_with_the_straight_pass_and_never_wait(cnn_engine):
     assert cnn_engine.meta.actions[TTA] == "tta"
-    stepper = Stepper(cnn_engine.steps(), capacity=4)
+    stepper = Stepper(cnn_engine.spec(), capacity=4)
     batch = [EngineInput(x, a) for x, a in zip(images(4), (TTA, 1, TTA, 0), strict=True)]
     outcome = stepper.straight(batch, keys=[0, 1, 2, 3])
     assert sorted(key for key, _ in outcome.answered) == [0, 2, 3] and outcome.looped == [1]
@@ -157,7 +157,7 @@ def test_tta_inputs_are_answered_with_the_straight_pass_and_never_wait(cnn_engin
 
 
 def test_the_pool_never_holds_more_than_its_capacity_and_admits_first_come_first(cnn_engine):
-    stepper = Stepper(cnn_engine.steps(), capacity=3)
+    stepper = Stepper(cnn_engine.spec(), capacity=3)
     data = images(8)
     items = [EngineInput(x, 3) for x in data[:5]] + [EngineInput(x, 1) for x in data[5:]]
     stepper.straight(items[:5], keys=range(5))
@@ -178,7 +178,7 @@ def test_the_pool_never_holds_more_than_its_capacity_and_admits_first_come_first
 
 
 def test_a_sample_retires_in_the_step_its_loop_stops(cnn_engine):
-    stepper = Stepper(cnn_engine.steps(), capacity=8)
+    stepper = Stepper(cnn_engine.spec(), capacity=8)
     data = images(4)
     want = {k: alone(cnn_engine, EngineInput(x, 2)) for k, x in enumerate(data)}
     stepper.straight([EngineInput(x, 2) for x in data], keys=range(4))
@@ -193,7 +193,7 @@ def test_a_sample_retires_in_the_step_its_loop_stops(cnn_engine):
 
 
 def test_samples_admitted_mid_loop_join_the_running_group(cnn_engine):
-    stepper = Stepper(cnn_engine.steps(), capacity=8)
+    stepper = Stepper(cnn_engine.spec(), capacity=8)
     data = images(6)
     answers: dict[int, SampleResult] = {}
     stepper.straight([EngineInput(x, 3) for x in data[:3]], keys=range(3))
@@ -208,7 +208,7 @@ def test_samples_admitted_mid_loop_join_the_running_group(cnn_engine):
 
 
 def test_an_evicted_sample_is_never_answered_and_leaves_the_others_alone(cnn_engine):
-    stepper = Stepper(cnn_engine.steps(), capacity=8)
+    stepper = Stepper(cnn_engine.spec(), capacity=8)
     data = images(4)
     stepper.straight([EngineInput(x, 3) for x in data], keys=range(4))
     stepper.step()
@@ -221,7 +221,7 @@ def test_an_evicted_sample_is_never_answered_and_leaves_the_others_alone(cnn_eng
 
 
 def test_a_loop_cut_at_max_iter_answers_its_best_iterate(capped_engine):
-    stepper = Stepper(capped_engine.steps(), capacity=4)
+    stepper = Stepper(capped_engine.spec(), capacity=4)
     data = images(4)
     answers: dict[int, SampleResult] = {}
     stepper.straight([EngineInput(x, 1) for x in data], keys=range(4))
@@ -233,7 +233,7 @@ def test_a_loop_cut_at_max_iter_answers_its_best_iterate(capped_engine):
 
 
 def test_a_history_solver_is_solved_whole_in_its_admitting_step(anderson_engine):
-    stepper = Stepper(anderson_engine.steps(), capacity=4)
+    stepper = Stepper(anderson_engine.spec(), capacity=4)
     data = images(6)
     stepper.straight([EngineInput(x, a) for x, a in zip(data, (1, 2, 3, 1, 2, 3), strict=True)],
                      keys=range(6))  # fmt: skip
@@ -251,7 +251,7 @@ def test_deferred_read_back_gives_the_same_answers_one_step_later(cnn_engine):
     batch = [EngineInput(x, a) for x, a in zip(data, (1, 2, 3, 3, 2, 1), strict=True)]
     answers = {}
     for defer in (False, True):
-        stepper = Stepper(cnn_engine.steps(), capacity=6, defer_reads=defer)
+        stepper = Stepper(cnn_engine.spec(), capacity=6, defer_reads=defer)
         stepper.straight(batch, keys=range(6))
         got, steps = {}, 0
         while stepper.busy:
@@ -272,7 +272,7 @@ def test_batch_scheduling_answers_every_action_as_the_models_forward(request, mo
         pytest.skip(f"{model} offers no action {action}")
     data = texts(6) if model == "lstm" else images(6)
     batch = [EngineInput(x, action) for x in data]
-    output = run_batch(engine.steps(), batch)
+    output = run_batch(engine.spec(), batch)
     assert set(output.section_seconds) == {"straight", "agent", "loop", "head"}
     want = forward_answers(engine, batch, action)
     for got, reference in zip(output.samples, want, strict=True):
@@ -300,7 +300,7 @@ def test_an_answer_never_depends_on_what_it_was_batched_with(
 ):
     engine = {"cnn": cnn_engine, "whiten": whiten_engine, "lstm": lstm_engine}[arch]
     data = texts() if arch == "lstm" else images()
-    stepper = Stepper(engine.steps(), capacity=capacity)
+    stepper = Stepper(engine.spec(), capacity=capacity)
     items = [EngineInput(data[index], action) for index, action, _ in schedule]
     answers: dict[int, SampleResult] = {}
     for start in range(0, len(items), batch_cut):  # arrivals come in batches of batch_cut
@@ -315,10 +315,10 @@ def test_an_answer_never_depends_on_what_it_was_batched_with(
 
 
 def test_the_stepper_replaces_nothing_of_the_engines_own_run(cnn_engine):
-    """The torch engine's run() stays the model's forward; its steps() only hands out parts."""
-    steps = cnn_engine.steps()
-    assert dataclasses.is_dataclass(steps) and steps.solver == "fixed_point"
-    assert steps.parts.net is cnn_engine.net
+    """The torch engine's run() stays the model's forward; its spec() only hands out parts."""
+    spec = cnn_engine.spec()
+    assert dataclasses.is_dataclass(spec) and spec.solver == "fixed_point"
+    assert spec.parts.net is cnn_engine.net
 
 
 @pytest.mark.gpu
@@ -330,7 +330,7 @@ def test_a_loop_step_waits_on_the_device_once(tmp_path):
     if not torch.cuda.is_available():
         pytest.skip("needs CUDA")
     engine = ENGINES["torch"](write_cnn_checkpoint(tmp_path), "cuda")
-    stepper = Stepper(engine.steps(), capacity=16)
+    stepper = Stepper(engine.spec(), capacity=16)
     stepper.straight([EngineInput(x, a) for x, a in zip(images(8), (1, 2, 3) * 3, strict=False)],
                      keys=range(8))  # fmt: skip
     stepper.step()  # first admission
@@ -349,7 +349,7 @@ def test_a_loop_step_waits_on_the_device_once(tmp_path):
 
 @pytest.mark.parametrize("action", [None, 0, 1, 2, 3, TTA])
 def test_staged_loops_step_like_the_forward(staged_engine, action):
-    stepper = Stepper(staged_engine.steps(), capacity=3)  # fewer places than samples
+    stepper = Stepper(staged_engine.spec(), capacity=3)  # fewer places than samples
     batch = [EngineInput(x, action) for x in images(6)]
     answers = dict(stepper.straight(batch, keys=range(6)).answered)
     drain(stepper, answers)
