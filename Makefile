@@ -72,12 +72,13 @@ train: $(STAMP)
 	$(PY) scripts/calibration_set.py checkpoints/cifar10 --data-dir $(DATA)
 
 ## make train-staged: the staged CIFAR-10 network whose loops carry the depth, two fits on CPU
+## (~98 min on 2 cores)
 ## (anytime fit 1 on 45,000 images, 5,000 held out for every choice; then the agent, in MACs)
 train-staged: $(STAMP)
 	$(PY) -m training fit --preset staged --dataset cifar10 --data-dir $(DATA) \
 		--out runs/staged/base --run-dir runs/staged/base-run --name cifar10-staged
 	$(PY) -m training fit --preset staged-agent --dataset cifar10 --data-dir $(DATA) \
-		--init-from runs/staged/base --name cifar10-staged --version 0.1.0 \
+		--init-from runs/staged/base --name cifar10-staged --version 0.2.0 \
 		--out models/cifar10-staged --run-dir runs/staged/agent-run
 	$(PY) scripts/calibration_set.py models/cifar10-staged --data-dir $(DATA)
 
