@@ -9,7 +9,7 @@
 
 How a loop iterates depends on the layout (model/loops.py): "chained" layers of one shape
 iterate the composite L_k∘…∘L1; "staged" layers of their own shapes (model/staged.py) sweep
-stages 1..k. Either way the network is composed from its parts by the step functions at the end
+stages 1..k. Either way the network is composed from its parts by the piece functions at the end
 of this module — the same functions a serving engine steps one iteration at a time — so there
 is one straight pass, one loop iteration and one finish, whatever evaluates the parts.
 
@@ -218,7 +218,7 @@ def build_model(config: ModelConfig) -> DynaLayNet:
     return DynaLayNet(config)
 
 
-# ---- step API: the algorithm, one piece at a time, whatever runtime evaluates the parts ----
+# ---- piece API: the algorithm, one piece at a time, whatever runtime evaluates the parts ---
 #
 # A serving engine that schedules loops iteration by iteration needs the network cut into the
 # pieces it interleaves: the straight pass (for the agent), one iteration of an action's loop,

@@ -159,7 +159,7 @@ def test_embed_dropout_acts_in_training_only_and_keeps_loops_deterministic():
     assert bool(train_out.converged.all())
 
 
-# ---- the step API: the same network, one piece at a time ------------------------------------
+# ---- the piece API: the same network, one piece at a time -----------------------------------
 
 
 @pytest.mark.parametrize("arch", ["cnn", "lstm"])

@@ -54,7 +54,7 @@ def test_mixed_batch_matches_each_action_alone(tta_cnn):
     torch.testing.assert_close(mixed.logits, torch.stack(alone))
 
 
-def test_step_api_gives_the_modules_answer(tta_cnn):
+def test_piece_api_gives_the_modules_answer(tta_cnn):
     x = cnn_batch(3)
     parts = ModuleParts(tta_cnn)
     with torch.no_grad():
