@@ -9,6 +9,15 @@ each DQ → Conv → Q into one integer convolution (VNNI, or AMX tiles, where t
 Which parts: the stem, the loop layers and the stage transitions (`inject*`), the convolutions
 that hold nearly all of a pass's multiply-adds. The head, the profile and the agent stay fp32:
 they are a few thousand MACs, and the logits and the agent's decision keep fp32's resolution.
+So does the stem's first convolution (the whitening filters on the raw pixels): its outputs
+span the widest range of any activation, and uint8 steps there moved the agent's decision on
+0.75% of held-out training images against 0.45% with it in fp32, for a few % of a pass's MACs.
+
+Activation ranges are the 99.99th percentile of what each tensor holds over the calibration
+run, not its min and max: a handful of extreme values would otherwise stretch the range and
+coarsen every other value's steps (on 2,000 held-out training images, with the first
+convolution in fp32: actions equal to fp32's on 99.25% with min-max, 99.55% with the
+percentile; labels 99.85% and 99.95%).
 Each quantized graph ends in DequantizeLinear, so a part hands back fp32 like every other
 precision: the loop states, residuals and stop tests stay fp32.
 
@@ -35,6 +44,7 @@ QUANTIZED_PARTS = ("stem", "layer", "inject")  # name prefixes: the convolutiona
 CALIBRATION_IMAGES = 256
 CALIBRATION_ITERATIONS = 4  # loop iterations recorded past the straight pass (or max_iter)
 CALIBRATION_BATCH = 32
+CALIBRATION_PERCENTILE = 99.99  # of each activation's values, the top of its uint8 range
 
 Part = Callable[[Mapping[str, Tensor]], list[Tensor]]  # an OnnxPart: named feeds → outputs
 Feeds = list[dict[str, np.ndarray]]  # one dict per call, the inputs the graph kept
@@ -126,9 +136,19 @@ def _quantize_one(source: Path, feeds: Feeds, out: Path) -> Path:
         activation_type=QuantType.QUInt8,
         weight_type=QuantType.QInt8,
         per_channel=True,
-        calibrate_method=CalibrationMethod.MinMax,
+        calibrate_method=CalibrationMethod.Percentile,
+        nodes_to_exclude=kept_fp32(prepared) if source.stem == "stem" else [],
+        extra_options={"CalibPercentile": CALIBRATION_PERCENTILE},
     )
     return target
+
+
+def kept_fp32(graph: Path) -> list[str]:
+    """The node names of a graph that stay fp32: its first convolution (module doc)."""
+    import onnx
+
+    nodes = onnx.load(str(graph)).graph.node
+    return [next(node.name for node in nodes if node.op_type == "Conv")]
 
 
 def scratch_dir() -> tempfile.TemporaryDirectory:
