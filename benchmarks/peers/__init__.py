@@ -11,6 +11,8 @@ interleave them):
   torch on 2 threads.
 - `ours fp32`: `python -m service` at fp32, NCHW (DYNALAY_PRECISION=fp32, DYNALAY_LAYOUT=nchw):
   equal numerics.
+- `ours fp32 nhwc`: the same fp32 arithmetic with images and convolutions in `channels_last`
+  memory (DYNALAY_LAYOUT=nhwc): equal numerics, our layout.
 - `ours default`: `python -m service` with its defaults (precision and layout auto: the fastest
   that passes the parity gate on this machine).
 - `ours default thread`: the same with the engine on a thread of the service's process

@@ -104,6 +104,9 @@ def ours(checkpoint: Path, numerics: dict[str, str]) -> Iterator[str]:
 def server_for(name: str, checkpoint: Path) -> Callable[[], AbstractContextManager[str]]:
     numerics = {
         "ours fp32": {"DYNALAY_PRECISION": "fp32", "DYNALAY_LAYOUT": "nchw"},
+        # Still fp32 arithmetic, in channels_last memory (what our engine does at fp32 when the
+        # layout is left to choose): the layout, not the numerics, differs from the peer's.
+        "ours fp32 nhwc": {"DYNALAY_PRECISION": "fp32", "DYNALAY_LAYOUT": "nhwc"},
         "ours default": {"DYNALAY_PRECISION": "auto", "DYNALAY_LAYOUT": "auto"},
         # The other option for HTTP and compute: the engine on a thread of the service's process.
         "ours default thread": {
