@@ -122,17 +122,17 @@ class AgentConfig:
     # action (REINFORCE, greedy baseline); "all_actions" measures all four, exact gradient of
     # E_p[R].
     estimator: str = "self_critical"
-    # "all_actions" only: after each agent epoch the agent refits this many passes over the
+    # "all_actions" only: after each agent epoch the agent refits this many epochs over the
     # epoch's cached (profile, every action's reward). Running every action is the costly part
     # of an agent step and the agent is a small MLP, so more of its steps cost almost nothing,
     # while a decision the few uncertain inputs carry needs more than one step per batch.
-    replay_passes: int = 0
+    replay_epochs: int = 0
 
     def __post_init__(self) -> None:
         if self.cost not in ("layers", "macs"):
             raise ValueError(f"cost must be 'layers' or 'macs', got {self.cost!r}")
-        if self.replay_passes and self.estimator != "all_actions":
-            raise ValueError("replay_passes needs estimator 'all_actions' (every action's reward)")
+        if self.replay_epochs and self.estimator != "all_actions":
+            raise ValueError("replay_epochs needs estimator 'all_actions' (every action's reward)")
         if self.estimator not in POLICY_ESTIMATORS:
             raise ValueError(
                 f"unknown estimator {self.estimator!r}; expected one of {POLICY_ESTIMATORS}"
@@ -187,6 +187,9 @@ class TrainConfig:
 RENAMED_KEYS: dict[str, dict[str, str]] = {
     "phases": {"warmup_epochs": "backbone_epochs"},
     "optim": {"warmup_frac": "ramp_frac"},
+    # was `replay_passes`, but a "pass" is the network's straight pass; these are epochs over
+    # the cached rewards.
+    "agent": {"replay_passes": "replay_epochs"},
 }
 
 SECTIONS: dict[str, type] = {

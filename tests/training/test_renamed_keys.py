@@ -1,7 +1,9 @@
 """Renamed config keys (training.config.RENAMED_KEYS): phase 1 is `backbone_epochs`, as the code
 names the phase, and the lr ramp `optim.ramp_frac` ("warmup" is the engines' run before
-readiness); files written with `warmup_epochs` or `warmup_frac` (checkpoints, run states, recipes,
-config files) load to the same config, and everything shipped uses the new names."""
+readiness), the agent's refits over its cached rewards `agent.replay_epochs` (a "pass" is the
+network's); files written with `warmup_epochs`, `warmup_frac` or `replay_passes` (checkpoints,
+run states, recipes, config files) load to the same config, and everything shipped uses the new
+names."""
 
 from __future__ import annotations
 
@@ -30,9 +32,19 @@ def _old_keys() -> set[str]:
 
 
 def test_an_old_key_config_loads_to_the_same_config():
-    old = {"phases": {"warmup_epochs": 3, "agent_epochs": 2}, "optim": {"warmup_frac": 0.1}}
-    new = {"phases": {"backbone_epochs": 3, "agent_epochs": 2}, "optim": {"ramp_frac": 0.1}}
+    agent = {"estimator": "all_actions"}
+    old = {
+        "phases": {"warmup_epochs": 3, "agent_epochs": 2},
+        "optim": {"warmup_frac": 0.1},
+        "agent": {**agent, "replay_passes": 5},
+    }
+    new = {
+        "phases": {"backbone_epochs": 3, "agent_epochs": 2},
+        "optim": {"ramp_frac": 0.1},
+        "agent": {**agent, "replay_epochs": 5},
+    }
     assert TrainConfig.from_dict(old) == TrainConfig.from_dict(new)
+    assert TrainConfig.from_dict(old).agent.replay_epochs == 5
     assert TrainConfig.from_dict(old).phases.backbone_epochs == 3
     assert TrainConfig.from_dict(old).optim.ramp_frac == 0.1
 
@@ -82,6 +94,8 @@ def test_shipped_checkpoints_training_configs_load(directory):
     phases, optim = stored["phases"], stored["optim"]
     assert cfg.phases.backbone_epochs == phases.get("warmup_epochs", phases.get("backbone_epochs"))
     assert cfg.optim.ramp_frac == optim.get("warmup_frac", optim.get("ramp_frac"))
+    agent = stored.get("agent", {})
+    assert cfg.agent.replay_epochs == agent.get("replay_passes", agent.get("replay_epochs", 0))
 
 
 def test_shipped_checkpoints_were_found():

@@ -37,7 +37,7 @@ class StepContext:
     generator: torch.Generator  # action sampling
     progress: float = 0.0  # share of the run's epochs done when this epoch started
     # (profile (B, P), rewards (B, n_actions)) of each all_actions step, for AgentConfig's
-    # replay_passes; collected only when the agent phase replays.
+    # replay_epochs; collected only when the agent phase replays.
     rewards_seen: list[tuple[torch.Tensor, torch.Tensor]] = field(default_factory=list)
 
 
@@ -208,7 +208,7 @@ def _all_actions(ctx, straight, agent_logits, y, sampled, greedy, r_s) -> Policy
             rewards[:, action] = torch.where(mine, r_s.detach(), _reward(ctx, out, y, full))
         barred = [i for i in range(ctx.net.n_actions) if i not in ctx.net.agent_choices]
         rewards[:, barred] = rewards[:, :1]
-    if a.replay_passes:
+    if a.replay_epochs:
         ctx.rewards_seen.append((straight.profile.detach().float(), rewards))  # replayed in fp32
     return expected_reward_loss(agent_logits, rewards, a.gamma, a.entropy)
 
@@ -216,12 +216,12 @@ def _all_actions(ctx, straight, agent_logits, y, sampled, greedy, r_s) -> Policy
 def replay_agent(
     ctx: StepContext, optimizer: torch.optim.Optimizer, runtime: Runtime
 ) -> dict[str, float]:
-    """AgentConfig.replay_passes more passes of the agent over ctx.rewards_seen (one step per
+    """AgentConfig.replay_epochs more epochs of the agent over ctx.rewards_seen (one step per
     cached batch, same loss as the all_actions step); empties the cache."""
     a = ctx.cfg.agent
     seen, ctx.rewards_seen[:] = list(ctx.rewards_seen), []
     gain = torch.zeros(())
-    for _ in range(a.replay_passes):
+    for _ in range(a.replay_epochs):
         for profile, rewards in seen:
             optimizer.zero_grad(set_to_none=True)
             pg = expected_reward_loss(ctx.net.agent(profile), rewards, a.gamma, a.entropy)
@@ -229,7 +229,7 @@ def replay_agent(
             average_gradients(ctx.net.agent.parameters(), runtime)
             optimizer.step()
             gain = pg.advantage
-    return {"replay_steps": a.replay_passes * len(seen), "replay_best_gain": float(gain)}
+    return {"replay_steps": a.replay_epochs * len(seen), "replay_best_gain": float(gain)}
 
 
 ESTIMATORS = {"self_critical": _self_critical, "all_actions": _all_actions}

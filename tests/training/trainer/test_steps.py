@@ -140,7 +140,7 @@ def test_all_actions_with_tta_measures_five_rewards_and_replay_refits_on_them():
     cfg = merge(
         CFG,
         {
-            "agent": {"estimator": "all_actions", "beta": 0.1, "replay_passes": 2},
+            "agent": {"estimator": "all_actions", "beta": 0.1, "replay_epochs": 2},
             "model": {"tta_action": True},
         },
     )
@@ -175,7 +175,7 @@ def test_all_actions_with_agent_choices_runs_only_those_and_keeps_the_rest_at_ze
     cfg = merge(
         CFG,
         {
-            "agent": {"estimator": "all_actions", "beta": 0.1, "replay_passes": 1},
+            "agent": {"estimator": "all_actions", "beta": 0.1, "replay_epochs": 1},
             "model": {"tta_action": True, "agent_choices": ["straight", "tta"]},
         },
     )
