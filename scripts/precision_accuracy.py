@@ -1,13 +1,15 @@
 """Test-set accuracy of a checkpoint in each precision, and how far each agrees with fp32.
 
-    python scripts/precision_accuracy.py [CHECKPOINT] --data-dir data [--n 10000]
+    python scripts/precision_accuracy.py [CHECKPOINT] --data-dir data [--n N]
         [--batch-size 32] [--layout nchw] [--out reports/cifar10/precision_accuracy.json]
         [--onnx-cache runs/onnx-cache]
 
 Runs the PyTorch engine in fp32 and in every reduced precision this machine computes natively
 (service/engines/precision.py), and the ONNX engine in int8 (service/engines/int8.py: calibrated
-on the checkpoint's calibration set, training images), each built directly, past the parity
-gate, on the first `n` CIFAR-10 or CIFAR-100 *test* images, the agent deciding. Reports per
+on the checkpoint's calibration set, training images; image models only), each built
+directly, past the parity gate, on the first `n` *test* inputs (default: all) of CIFAR-10,
+CIFAR-100 or, for a text (LSTM) checkpoint, IMDB, tokenised as the checkpoint was trained;
+the agent deciding. Reports per
 precision: accuracy, the agent's action shares, and the shares of labels and actions equal to
 fp32's (what the parity gate checks on the training-image calibration set, here on the test
 set).
@@ -37,18 +39,17 @@ from service.engines import (
     runnable,
 )
 from training.data.cifar import load_cifar
+from training.data.text.prepare import checkpoint_split
 
 DATASETS = {10: "cifar10", 100: "cifar100"}  # by the checkpoint's number of classes
 
 
 def evaluate(
-    checkpoint: Path, data_dir: Path, n: int, batch_size: int, layout: str, onnx_cache: Path
+    checkpoint: Path, data_dir: Path, n: int | None, batch_size: int, layout: str, onnx_cache: Path
 ) -> dict:
     loaded = load_checkpoint(checkpoint)
-    split = load_cifar(DATASETS[loaded.config.n_classes], data_dir, "test").subset(n)
-    images = CalibrationSet(split.images, split.labels).normalised(loaded.preprocessing)
-    inputs = [EngineInput(x) for x in images.numpy()]  # (3, H, W) each
-    labels = split.labels.tolist()
+    inputs, labels = test_inputs(loaded, data_dir, n)
+    n = len(inputs)
     results, reference = {}, None
     for precision, engine in engines(loaded, layout, onnx_cache):
         samples, _ = run_set(engine, inputs, batch_size)
@@ -64,6 +65,19 @@ def evaluate(
     return {"checkpoint": str(checkpoint), "n": n, "layout": layout, "precisions": results}
 
 
+def test_inputs(loaded, data_dir: Path, n: int | None) -> tuple[list[EngineInput], list[int]]:
+    """The first `n` test inputs as the engines take them, and their labels."""
+    if loaded.config.arch == "lstm":
+        split = checkpoint_split(loaded, "imdb", data_dir, "test", n)
+        rows = zip(split.tokens, split.lengths, strict=True)
+        inputs = [EngineInput(tokens[:length].numpy()) for tokens, length in rows]  # (T,) each
+        return inputs, split.targets.tolist()
+    split = load_cifar(DATASETS[loaded.config.n_classes], data_dir, "test")
+    split = split.subset(n) if n else split
+    images = CalibrationSet(split.images, split.labels).normalised(loaded.preprocessing)
+    return [EngineInput(x) for x in images.numpy()], split.labels.tolist()  # (3, H, W) each
+
+
 def engines(loaded, layout: str, onnx_cache: Path) -> Iterator[tuple[str, Engine]]:
     """(precision, engine): torch fp32 first (the reference), torch's reduced precisions, int8."""
     for precision in ("fp32", *runnable(torch.device("cpu"))):
@@ -77,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkpoint", type=Path, nargs="?", default=Path("checkpoints/cifar10"))
     parser.add_argument("--data-dir", type=Path, default=Path("data"))
-    parser.add_argument("--n", type=int, default=10_000, help="test images (default: all)")
+    parser.add_argument("--n", type=int, default=None, help="test inputs (default: all)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--layout", choices=("nchw", "nhwc"), default="nchw")
     parser.add_argument("--out", type=Path, help="also write the report here (JSON)")
